@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each creates .venv if absent
+# and installs the project (re-installs when setup.cfg or pyproject.toml change).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.videoscene-installed
+OUT ?= outputs/demo
+
+.PHONY: demo test install registry clean-venv
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==26.3
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) tools/demo.py --out $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest tests -q
+
+registry: $(STAMP)
+	$(PY) -m videoscene.registry
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Video diffusion backbones (CogVideoX, SVD, DynamiCrafter) register in ``VIDEO_BACKBONES`` here."""

@@ -1,0 +1,1 @@
+"""Metrics (FVD, consistency, structure matching, PSNR/SSIM/LPIPS) register in ``METRICS`` here."""

@@ -1,0 +1,1 @@
+"""Trainable models the Runner builds (``MODELS``): one per training stage."""

@@ -1,0 +1,5 @@
+from .base import TimestepPolicy
+from .fixed import FixedTimestep
+from .random import RandomTimestep
+
+__all__ = ['TimestepPolicy', 'FixedTimestep', 'RandomTimestep']
