@@ -1,1 +1,4 @@
-"""Metrics (FVD, consistency, structure matching, PSNR/SSIM/LPIPS) register in ``METRICS`` here."""
+"""Metrics (``METRICS``): novel-view PSNR now; FVD, consistency and structure matching planned."""
+from .image_metrics import NovelViewPSNR, psnr
+
+__all__ = ['NovelViewPSNR', 'psnr']

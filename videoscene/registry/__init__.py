@@ -22,7 +22,7 @@ __all__ = [
     'HOOKS', 'LOOPS', 'METRICS', 'EVALUATOR', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
     'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'VISUALIZERS', 'VISBACKENDS',
     'LOG_PROCESSORS', 'FUNCTIONS', 'RUNNERS', 'RECONSTRUCTORS', 'RENDERERS', 'CAMERA_PATHS',
-    'VIDEO_BACKBONES', 'NOISE_SCHEDULERS', 'TIMESTEP_POLICIES',
+    'VIDEO_BACKBONES', 'NOISE_SCHEDULERS', 'TIMESTEP_POLICIES', 'VIEW_SAMPLERS',
 ]
 
 SCOPE = 'videoscene'
@@ -94,6 +94,7 @@ CAMERA_PATHS = _domain('camera path', 'videoscene.camera_paths')
 VIDEO_BACKBONES = _domain('video backbone', 'videoscene.backbones')
 NOISE_SCHEDULERS = _domain('noise scheduler', 'videoscene.schedulers')
 TIMESTEP_POLICIES = _domain('timestep policy', 'videoscene.policies')
+VIEW_SAMPLERS = _domain('view sampler', 'videoscene.datasets')
 
 ROOT_REGISTRIES: dict[str, VideoSceneRegistry] = {
     r.name: r for r in (MODELS, MODEL_WRAPPERS, WEIGHT_INITIALIZERS, DATASETS, DATA_SAMPLERS,
@@ -102,7 +103,7 @@ ROOT_REGISTRIES: dict[str, VideoSceneRegistry] = {
                         LOG_PROCESSORS, FUNCTIONS, RUNNERS)}
 DOMAIN_REGISTRIES: dict[str, VideoSceneRegistry] = {
     r.name: r for r in (RECONSTRUCTORS, RENDERERS, CAMERA_PATHS, VIDEO_BACKBONES,
-                        NOISE_SCHEDULERS, TIMESTEP_POLICIES)}
+                        NOISE_SCHEDULERS, TIMESTEP_POLICIES, VIEW_SAMPLERS)}
 
 
 def describe() -> str:

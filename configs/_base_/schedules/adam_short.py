@@ -5,4 +5,3 @@ param_scheduler = [dict(type='CosineAnnealingLR', T_max=200, eta_min=2e-5, by_ep
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=200, val_interval=100)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-default_hooks = dict(checkpoint=dict(interval=100), logger=dict(interval=10))

@@ -1,0 +1,191 @@
+"""pixelSplat: two posed images -> 3D Gaussians via epipolar attention (Charatan et al., CVPR 2024).
+
+A re-implementation of the official ``EncoderEpipolar`` (``re10k`` experiment: DINO ViT-B/8 +
+ResNet-50 backbone) that loads the official checkpoints unchanged: backbone -> epipolar
+transformer -> high-resolution skip -> per-pixel distribution over disparity buckets -> Gaussians
+whose opacity is the chosen bucket's probability.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...registry import RECONSTRUCTORS
+from ...structures import Gaussians
+from ..gaussian_adapter import GaussianAdapter, subpixel_coordinates
+from ..official_checkpoint import load_checkpoint
+from .backbone import DinoResNetBackbone
+from .bounds import baseline_near_far
+from .depth_predictor import DepthPredictor
+from .epipolar_transformer import EpipolarTransformer
+
+__all__ = ['PixelSplat', 'PixelSplatOutput']
+
+#: The official checkpoints are two-view models (more views need learned view embeddings).
+NUM_VIEWS = 2
+
+
+@dataclass
+class PixelSplatOutput:
+    """Gaussians plus the depths they were placed at.
+
+    Attributes:
+        gaussians: ``G = V * H * W * S`` Gaussians, view-major, then row-major pixels, then the
+            ``S`` depth samples of a pixel.
+        depths: ``[B, V, H, W, S]`` distance along each pixel's unit ray.
+    """
+
+    gaussians: Gaussians
+    depths: torch.Tensor
+
+
+@RECONSTRUCTORS.register_module(name='pixelSplat')
+class PixelSplat(nn.Module):
+    """pixelSplat's encoder; defaults are the official ``re10k`` experiment configuration.
+
+    Depth choice: in training mode ``gaussians_per_pixel`` buckets are sampled per pixel (``S = 3``
+    Gaussians per pixel). In evaluation mode the most likely bucket is taken (``S = 1``) when
+    ``deterministic``, else buckets are sampled as in training (what the official test script
+    does). Opacity is the bucket's probability divided by ``gaussians_per_pixel`` in every mode
+    (the official probability-to-opacity schedule is the identity in the re10k and acid
+    configurations, so it is not modelled).
+
+    Args:
+        backbone_channels: width of the DINO + ResNet features.
+        feature_channels: width after the backbone projection.
+        num_depth_buckets: disparity buckets between near and far.
+        gaussians_per_pixel: buckets sampled per pixel when sampling.
+        epipolar_transformer: keyword arguments of
+            :class:`~videoscene.reconstructors.pixelsplat.epipolar_transformer.EpipolarTransformer`
+            (its defaults are the official ones).
+        sh_degree: degree of the colour harmonics.
+        gaussian_scale_min: smallest Gaussian scale factor.
+        gaussian_scale_max: largest Gaussian scale factor.
+        bounds_from_baseline: replace the context's ``near``/``far`` by
+            :func:`~videoscene.reconstructors.pixelsplat.bounds.baseline_near_far` (the official
+            "bounds shim", used in the official training and evaluation). Render with the same
+            bounds.
+        near_disparity: near-plane disparity of the bounds, in units of ``min(H, W)`` pixels.
+        deterministic: in evaluation mode, take the most likely bucket instead of sampling.
+        checkpoint: optional official ``.ckpt`` (or converted ``.safetensors``) to load strictly.
+
+    Input ``context`` (see :meth:`forward`): ``image [B, 2, 3, H, W]`` in [0, 1] with H and W
+    multiples of 16, ``extrinsics [B, 2, 4, 4]`` OpenCV camera-to-world, ``intrinsics
+    [B, 2, 3, 3]`` normalised, ``near``, ``far`` ``[B, 2]``.
+    """
+
+    def __init__(self, backbone_channels: int = 512, feature_channels: int = 128,
+                 num_depth_buckets: int = 32, gaussians_per_pixel: int = 3,
+                 epipolar_transformer: dict | None = None, sh_degree: int = 4,
+                 gaussian_scale_min: float = 0.5, gaussian_scale_max: float = 15.0,
+                 bounds_from_baseline: bool = True, near_disparity: float = 3.0,
+                 deterministic: bool = True, checkpoint: str | Path | None = None) -> None:
+        super().__init__()
+        self.gaussians_per_pixel = gaussians_per_pixel
+        self.bounds_from_baseline = bounds_from_baseline
+        self.near_disparity = near_disparity
+        self.deterministic = deterministic
+
+        self.backbone = DinoResNetBackbone(backbone_channels)
+        self.backbone_projection = nn.Sequential(nn.ReLU(),
+                                                 nn.Linear(backbone_channels, feature_channels))
+        self.epipolar_transformer = EpipolarTransformer(feature_channels,
+                                                        **(epipolar_transformer or {}))
+        self.high_resolution_skip = nn.Sequential(nn.Conv2d(3, feature_channels, 7, 1, 3),
+                                                  nn.ReLU())
+        self.depth_predictor = DepthPredictor(feature_channels, num_depth_buckets)
+        self.gaussian_adapter = GaussianAdapter(sh_degree, gaussian_scale_min, gaussian_scale_max)
+        self.to_gaussians = nn.Sequential(
+            nn.ReLU(), nn.Linear(feature_channels, 2 + self.gaussian_adapter.raw_channels))
+        if checkpoint is not None:
+            self.load_official(checkpoint)
+
+    def load_official(self, source: str | Path | Mapping[str, torch.Tensor],
+                      allow_pickle: bool = False) -> PixelSplat:
+        """Load official weights unchanged and strictly.
+
+        Args:
+            source: the official ``.ckpt`` (weights in ``['state_dict']`` with the prefix
+                ``encoder.``), such a checkpoint or state dict already loaded, or a ``.safetensors``
+                file from ``tools/convert_checkpoint.py`` (project keys).
+            allow_pickle: allow full unpickling of a trusted ``.ckpt``.
+
+        Raises:
+            CheckpointMismatchError: listing missing, unexpected and mis-shaped keys.
+        """
+        load_checkpoint(self, source, allow_pickle)
+        return self
+
+    def forward(self, context: Mapping[str, torch.Tensor]) -> Gaussians:
+        """Context views -> ``Gaussians``, ``G = V * H * W * S`` (see :class:`PixelSplatOutput`)."""
+        return self.predict(context).gaussians
+
+    def predict(self, context: Mapping[str, torch.Tensor]) -> PixelSplatOutput:
+        """Like :meth:`forward`, also returning the depths ``[B, V, H, W, S]``."""
+        images, extrinsics, intrinsics, near, far = _check_context(
+            context, self.epipolar_transformer.size_multiple)
+        b, v, _, h, w = images.shape
+        if self.bounds_from_baseline:
+            near, far = baseline_near_far(extrinsics, intrinsics, (h, w), self.near_disparity)
+            near, far = near[:, None].expand(b, v), far[:, None].expand(b, v)
+
+        features = self.backbone(images)
+        features = self.backbone_projection(features.movedim(2, -1)).movedim(-1, 2)
+        features = self.epipolar_transformer(features, extrinsics, intrinsics, near, far)
+        features = features + self.high_resolution_skip(images.flatten(0, 1)).unflatten(0, (b, v))
+        features = features.flatten(3).transpose(2, 3)  # [B, V, H*W, C]
+
+        sample = not self.deterministic or self.training
+        depth = self.depth_predictor(features, near[:, :, None], far[:, :, None],
+                                     self.gaussians_per_pixel if sample else None)
+        raw = self.to_gaussians(features)  # [B, V, H*W, 2 + adapter channels]
+        coordinates = subpixel_coordinates(raw[..., :2], (h, w))
+        params = self.gaussian_adapter(
+            extrinsics[:, :, None, None], intrinsics[:, :, None, None], coordinates[..., None, :],
+            depth.depths, depth.probabilities / self.gaussians_per_pixel, raw[..., None, 2:],
+            (h, w))
+        gaussians = Gaussians(means=params.means.flatten(1, 3),
+                              covariances=params.covariances.flatten(1, 3),
+                              harmonics=params.harmonics.flatten(1, 3),
+                              opacities=params.opacities.flatten(1, 3))
+        return PixelSplatOutput(gaussians=gaussians, depths=depth.depths.unflatten(2, (h, w)))
+
+
+def _check_context(context: Mapping[str, torch.Tensor],
+                   size_multiple: int) -> tuple[torch.Tensor, ...]:
+    """Validate keys, shapes and values; return image, extrinsics, intrinsics, near, far."""
+    keys = ('image', 'extrinsics', 'intrinsics', 'near', 'far')
+    missing = [key for key in keys if key not in context]
+    if missing:
+        raise KeyError(f'context lacks {missing}; pixelSplat needs {list(keys)}')
+    images, extrinsics, intrinsics, near, far = (context[key] for key in keys)
+    if images.ndim != 5 or images.shape[2] != 3:
+        raise ValueError(f"context['image'] must be [B, V, 3, H, W], got {tuple(images.shape)}")
+    b, v, _, h, w = images.shape
+    if v != NUM_VIEWS:
+        raise ValueError(f'pixelSplat takes exactly {NUM_VIEWS} context views (the official '
+                         f'checkpoints are two-view models), got {v}')
+    if h % size_multiple or w % size_multiple:
+        raise ValueError(f'image height and width must be multiples of {size_multiple} (the '
+                         f'epipolar transformer downscales the features and attends over patches '
+                         f'of them), got H={h}, W={w}; crop or resize the context images')
+    expected = {'extrinsics': (b, v, 4, 4), 'intrinsics': (b, v, 3, 3), 'near': (b, v),
+                'far': (b, v)}
+    for key, shape in expected.items():
+        if tuple(context[key].shape) != shape:
+            raise ValueError(f"context['{key}'] must have shape {list(shape)} for images "
+                             f'{tuple(images.shape)}, got {tuple(context[key].shape)}')
+    for key in keys:
+        if not context[key].is_floating_point():
+            raise TypeError(f"context['{key}'] must be a floating-point tensor, "
+                            f'got {context[key].dtype}')
+        if not torch.isfinite(context[key]).all():
+            raise ValueError(f"context['{key}'] contains non-finite values (NaN or inf)")
+    if not ((near > 0).all() and (far > near).all()):
+        raise ValueError(f'need 0 < near < far per view, got near={near.tolist()}, '
+                         f'far={far.tolist()}')
+    return images, extrinsics, intrinsics, near, far

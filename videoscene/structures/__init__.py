@@ -1,0 +1,3 @@
+from .gaussians import Gaussians
+
+__all__ = ['Gaussians']
