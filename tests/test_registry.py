@@ -1,18 +1,47 @@
+import json
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import DefaultScope
 
+from videoscene.backbones.dynamicrafter import TINY_DYNAMICRAFTER
+from videoscene.backbones.dynamicrafter.tiny import save_tiny_dynamicrafter
+from videoscene.backbones.tiny import save_tiny_cogvideox, save_tiny_svd
 from videoscene.registry import (DOMAIN_REGISTRIES, MODELS, OPTIM_WRAPPERS, TIMESTEP_POLICIES,
                                  UnknownTypeError)
 
-# Arguments an entry needs beyond its defaults to be built from a config.  Every entry of every
-# domain registry is built below, so a new entry that cannot build from `dict(type=name)` adds a
-# row here.
-BUILD_ARGS: dict[tuple[str, str], dict] = {}
+
+
+def _tiny_cogvideox(folder):
+    folder = save_tiny_cogvideox(folder / 'cogvideox')
+    return dict(pretrained=str(folder), prompt_embedding=str(folder / 'prompt_embeds.safetensors'))
+
+
+def _evaluation_index(folder):
+    path = folder / 'evaluation_index.json'
+    path.write_text(json.dumps({'scene': {'context': [0, 10], 'target': [3, 6]}}))
+    return dict(index_path=str(path))
+
+
+# Arguments an entry needs beyond its defaults, made in a temporary folder (local model folders,
+# checkpoints).  Every entry of every domain registry is built below, so a new entry that cannot
+# build from `dict(type=name)` adds a row here.
+BUILD_ARGS: dict[tuple[str, str], Callable[[Path], dict]] = {
+    ('video backbone', 'CogVideoX'): _tiny_cogvideox,
+    ('video backbone', 'SVD'): lambda folder: dict(pretrained=str(save_tiny_svd(folder / 'svd'))),
+    ('video backbone', 'DynamiCrafter'): lambda folder: dict(
+        checkpoint=str(save_tiny_dynamicrafter(folder / 'dynamicrafter.ckpt')),
+        **TINY_DYNAMICRAFTER),
+    ('view sampler', 'bounded'): lambda folder: dict(num_targets=2, min_gap=3, max_gap=8),
+    ('view sampler', 'evaluation'): _evaluation_index,
+    ('view sampler', 'video'): _evaluation_index,
+    ('view sampler', 'fixed'): lambda folder: dict(context=[0, 10], target=[5]),
+}
 
 
 def _domain_entries():
@@ -29,9 +58,10 @@ def test_the_domain_registries_exist_in_the_videoscene_scope():
 
 
 @pytest.mark.parametrize('registry_name,entry', list(_domain_entries()))
-def test_every_domain_entry_builds_from_config(registry_name, entry):
+def test_every_domain_entry_builds_from_config(registry_name, entry, tmp_path):
     registry = DOMAIN_REGISTRIES[registry_name]
-    obj = registry.build(dict(type=entry, **BUILD_ARGS.get((registry_name, entry), {})))
+    make_args = BUILD_ARGS.get((registry_name, entry), lambda folder: {})
+    obj = registry.build(dict(type=entry, **make_args(tmp_path)))
     assert isinstance(obj, registry.get(entry))
 
 

@@ -1,3 +1,4 @@
 from .ddim import DDIMScheduler
+from .euler import EulerScheduler
 
-__all__ = ['DDIMScheduler']
+__all__ = ['DDIMScheduler', 'EulerScheduler']

@@ -1,7 +1,7 @@
 """DDIM noise scheduler in closed form: any ``t -> t_prev`` jump, any prediction type.
 
 Matches diffusers' ``DDIMScheduler`` / ``CogVideoXDDIMScheduler`` (betas, SNR shift, zero terminal
-SNR rescaling, trailing spacing, deterministic eta = 0 step) but is stateless, which is what
+SNR rescaling, trailing spacing, deterministic and eta > 0 steps) but is stateless, which is what
 consistency distillation needs: the teacher jumps ``t -> t - k`` from arbitrary timesteps.
 """
 from __future__ import annotations
@@ -117,12 +117,35 @@ class DDIMScheduler:
         return (x_t - ab.sqrt() * output) / (1 - ab).sqrt()
 
     def ddim_step(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int,
-                  t_prev: torch.Tensor | int) -> torch.Tensor:
-        """Deterministic DDIM jump ``x_t -> x_{t_prev}`` (``t_prev < 0`` lands on the clean sample)."""
-        x0 = self.to_x0(output, x_t, t)
-        eps = self.to_eps(output, x_t, t)
-        ab_prev = self.alpha_bar(t_prev, x_t)
-        return ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+                  t_prev: torch.Tensor | int, eta: float = 0.0,
+                  noise: torch.Tensor | None = None) -> torch.Tensor:
+        """DDIM jump ``x_t -> x_{t_prev}`` (``t_prev < 0`` lands on the clean sample); deterministic
+        with ``eta = 0``, else see :meth:`ddim_update`."""
+        return self.ddim_update(self.to_x0(output, x_t, t), self.to_eps(output, x_t, t), t, t_prev,
+                                eta, noise)
+
+    def ddim_update(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | int,
+                    t_prev: torch.Tensor | int, eta: float = 0.0,
+                    noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The DDIM update from clean and noise estimates ``x0``, ``eps`` made at ``t``.
+
+        ``x_{t_prev} = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma noise`` with
+        ``sigma = eta sqrt((1 - ab_prev) / (1 - ab_t) (1 - ab_t / ab_prev))`` (Song et al. 2021,
+        eq. 16): ``eta = 0`` is deterministic DDIM, ``eta = 1`` DDPM-like ancestral sampling, which
+        needs ``noise`` (standard normal, shaped like ``x0``).  Taking the estimates rather than the
+        network output lets a sampler adjust them first (DynamiCrafter rescales ``x0``).
+        """
+        ab_prev = self.alpha_bar(t_prev, x0)
+        if eta == 0:
+            return ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+        if noise is None or noise.shape != x0.shape:
+            raise ValueError(f'eta={eta} needs standard normal noise shaped like x0 '
+                             f'{tuple(x0.shape)}, got '
+                             f'{None if noise is None else tuple(noise.shape)}')
+        ab_t = self.alpha_bar(t, x0)
+        variance = eta ** 2 * (1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)
+        direction = (1 - ab_prev - variance).clamp(min=0).sqrt()
+        return ab_prev.sqrt() * x0 + direction * eps + variance.sqrt() * noise.to(x0)
 
     def timesteps(self, num_inference_steps: int) -> torch.Tensor:
         """The descending inference grid of ``num_inference_steps`` integer timesteps."""

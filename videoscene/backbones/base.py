@@ -1,0 +1,238 @@
+"""The one interface every video diffusion backbone speaks.
+
+A backbone bundles a video VAE, a denoising network and whatever encodes its conditions, and
+exposes them in the project's conventions:
+
+* videos ``[B, F, 3, H, W]`` float in ``[0, 1]``;
+* latents ``[B, f, C, h, w]`` (CogVideoX's layout), already multiplied by the VAE scaling factor;
+  a backbone converts to its network's own layout inside its methods only;
+* timesteps ``t`` ``[B]`` long, indices ``0 .. T-1`` of the noise scheduler built from
+  :meth:`VideoBackbone.scheduler_config`; ``x_t`` is that scheduler's ``add_noise(x0, noise, t)``;
+* the conditioning is a ``dict[str, Tensor]`` whose keys are the backbone's own, every tensor with
+  the batch first, so callers can move, index or repeat it without knowing the backbone.
+
+Inputs are cast to the backbone's dtype at its boundary and every tensor it returns is float32,
+so scheduler arithmetic stays in full precision whatever the network runs in.
+"""
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from mmengine.logging import print_log
+from torch import nn
+
+Conditioning = dict[str, torch.Tensor]
+
+PREDICTION_TYPES = ('epsilon', 'v_prediction', 'sample')
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``'float16'`` / ``'bf16'`` / ``torch.float32`` ... -> a floating ``torch.dtype``."""
+    if isinstance(dtype, str):
+        aliases = {'fp32': 'float32', 'fp16': 'float16', 'half': 'float16', 'bf16': 'bfloat16',
+                   'fp64': 'float64'}
+        resolved = getattr(torch, aliases.get(dtype, dtype), None)
+        if not isinstance(resolved, torch.dtype):
+            raise ValueError(f"dtype '{dtype}' is not a torch dtype name "
+                             "(expected e.g. 'float32', 'bfloat16', 'float16')")
+        dtype = resolved
+    if not dtype.is_floating_point:
+        raise ValueError(f'dtype {dtype} is not a floating-point dtype')
+    return dtype
+
+
+def check_dtype_runs(dtype: torch.dtype, device: torch.device | str) -> None:
+    """Raise a clear error if ``device`` cannot run the operations a video backbone needs in ``dtype``.
+
+    Probes tiny instances of each kind of operation (3-D and 2-D convolution, group norm, linear,
+    attention) rather than trusting a table, since support differs across torch builds.
+    """
+    device = torch.device(device)
+
+    def tensor(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape).to(device=device, dtype=dtype)
+
+    probes = {
+        'conv3d': lambda: nn.functional.conv3d(tensor(1, 2, 3, 4, 4), tensor(2, 2, 3, 3, 3)),
+        'conv2d': lambda: nn.functional.conv2d(tensor(1, 2, 4, 4), tensor(2, 2, 3, 3)),
+        'group_norm': lambda: nn.functional.group_norm(tensor(1, 4, 4, 4), 2),
+        'linear': lambda: nn.functional.linear(tensor(3, 8), tensor(4, 8)),
+        'attention': lambda: nn.functional.scaled_dot_product_attention(
+            tensor(1, 2, 4, 8), tensor(1, 2, 4, 8), tensor(1, 2, 4, 8)),
+    }
+    for name, probe in probes.items():
+        try:
+            probe()
+        except (RuntimeError, NotImplementedError, TypeError) as error:
+            raise ValueError(
+                f'dtype {dtype} cannot run on {device}: {name} failed ({error}). Use a dtype '
+                f'this device supports (float32 always works; bfloat16 on CPUs and recent GPUs, '
+                f'float16 on GPUs).') from error
+
+
+@dataclass(frozen=True)
+class TrainableSelection:
+    """What :meth:`VideoBackbone.select_trainable` marked trainable."""
+
+    spec: str
+    trainable: int          # parameters (scalars) with requires_grad
+    total: int              # parameters (scalars) of the whole backbone
+    tensors: int            # parameter tensors with requires_grad
+
+    def __str__(self) -> str:
+        share = 100.0 * self.trainable / max(self.total, 1)
+        return (f"trainable '{self.spec}': {self.trainable:,} of {self.total:,} parameters "
+                f'({share:.2f}%, {self.tensors} tensors)')
+
+
+class VideoBackbone(nn.Module, ABC):
+    """A video diffusion model seen through the project's conventions (see the module docstring).
+
+    Subclasses set :attr:`prediction_type` (``'epsilon'``, ``'v_prediction'`` or ``'sample'``, the
+    names of :mod:`videoscene.schedulers.ddim`), :attr:`latent_channels`, and implement the abstract
+    methods.  The VAE and condition encoders are always frozen; :meth:`select_trainable` decides
+    which parameters of :meth:`denoiser` train.
+
+    Args:
+        dtype: the dtype the networks run in; checked with :func:`check_dtype_runs` on the device.
+        vae_tiling: encode/decode in overlapping spatial tiles (less memory at large sizes).
+        vae_slicing: encode/decode one video of the batch at a time.
+    """
+
+    prediction_type: str
+    latent_channels: int
+
+    def __init__(self, dtype: str | torch.dtype = 'float32', vae_tiling: bool = False,
+                 vae_slicing: bool = False) -> None:
+        super().__init__()
+        self.dtype = resolve_dtype(dtype)
+        self.vae_tiling = vae_tiling
+        self.vae_slicing = vae_slicing
+
+    # ----------------------------------------------------------------------------- abstract
+    @abstractmethod
+    def latent_frames(self, num_frames: int) -> int:
+        """Latent frames ``f`` for ``num_frames`` video frames; raises if the VAE cannot take them."""
+
+    @abstractmethod
+    def latent_size(self, height: int, width: int) -> tuple[int, int]:
+        """Latent ``(h, w)`` for ``height x width`` frames; raises if the VAE cannot take them."""
+
+    @abstractmethod
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """``video [B, F, 3, H, W]`` in ``[0, 1]`` -> scaled latents ``[B, f, C, h, w]`` (the VAE's
+        posterior mode, deterministic)."""
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents ``[B, f, C, h, w]`` -> ``video [B, F, 3, H, W]`` clamped to ``[0, 1]``."""
+
+    @abstractmethod
+    def condition(self, first: torch.Tensor, last: torch.Tensor | None, num_frames: int,
+                  augment: bool = False) -> Conditioning:
+        """Conditioning on the ``first [B, 3, H, W]`` frame and, for interpolation, the ``last``.
+
+        ``last=None`` conditions on the first frame only.  ``augment=True`` draws the training-time
+        noise augmentation of the image conditions (use it when training the denoiser).
+        """
+
+    @abstractmethod
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
+        """The network output (of :attr:`prediction_type`) for noisy latents ``x_t [B, f, C, h, w]``
+        at timesteps ``t [B]``; same layout as ``x_t``."""
+
+    @abstractmethod
+    def denoiser(self) -> nn.Module:
+        """The denoising network (transformer or UNet): what :meth:`select_trainable` trains."""
+
+    @abstractmethod
+    def attention_modules(self) -> dict[str, nn.Module]:
+        """The attention layers of the denoiser's blocks, by qualified name in :meth:`denoiser`."""
+
+    @abstractmethod
+    def scheduler_config(self) -> dict:
+        """Config (with ``type``) of the noise scheduler in ``NOISE_SCHEDULERS`` this model was
+        trained with, read from the model folder."""
+
+    # ----------------------------------------------------------------------------- shared
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """``(f, C, h, w)`` of the latents of a ``num_frames x height x width`` video."""
+        return (self.latent_frames(num_frames), self.latent_channels,
+                *self.latent_size(height, width))
+
+    def build_scheduler(self):
+        """The matching noise scheduler, built through ``NOISE_SCHEDULERS``."""
+        from videoscene.registry import NOISE_SCHEDULERS
+        return NOISE_SCHEDULERS.build(self.scheduler_config())
+
+    def set_dtype(self, dtype: str | torch.dtype) -> None:
+        """Run every network in ``dtype`` after checking that the device can."""
+        dtype = resolve_dtype(dtype)
+        check_dtype_runs(dtype, self.device)
+        self.dtype = dtype
+        self.to(dtype=dtype)
+
+    def save_pretrained(self, out: str | Path) -> Path:
+        """Write the backbone (trained weights included) as a model folder it loads from again."""
+        raise NotImplementedError(f'{type(self).__name__} does not export a model folder')
+
+    def enable_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute the denoiser's block activations in the backward pass (less memory)."""
+        network = self.denoiser()
+        if enabled:
+            network.enable_gradient_checkpointing()
+        else:
+            network.disable_gradient_checkpointing()
+
+    def select_trainable(self, spec: str = 'attention') -> TrainableSelection:
+        """Mark which parameters train; everything else in the backbone is frozen.
+
+        Args:
+            spec: ``'attention'`` (the parameters of :meth:`attention_modules`), ``'all'`` (the
+                whole denoiser) or a regular expression searched in the denoiser's parameter names.
+        """
+        network = self.denoiser()
+        if spec == 'attention':
+            chosen = {id(p) for module in self.attention_modules().values()
+                      for p in module.parameters()}
+        elif spec == 'all':
+            chosen = {id(p) for p in network.parameters()}
+        else:
+            try:
+                pattern = re.compile(spec)
+            except re.error as error:
+                raise ValueError(f"trainable spec '{spec}' is neither 'attention', 'all' nor a "
+                                 f'valid regular expression ({error})') from error
+            chosen = {id(p) for name, p in network.named_parameters() if pattern.search(name)}
+        if not chosen:
+            raise ValueError(f"trainable spec '{spec}' selects no parameter of the "
+                             f'{type(network).__name__}')
+        for p in self.parameters():
+            p.requires_grad_(id(p) in chosen)
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        selection = TrainableSelection(spec=spec, trainable=sum(p.numel() for p in trainable),
+                                       total=sum(p.numel() for p in self.parameters()),
+                                       tensors=len(trainable))
+        print_log(f'{type(self).__name__}: {selection}', logger='current')
+        return selection
+
+    def check_video(self, video: torch.Tensor) -> None:
+        """Raise unless ``video`` is ``[B, F, 3, H, W]`` with a frame count and size the VAE takes."""
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f'video must be [B, F, 3, H, W], got shape {tuple(video.shape)}')
+        self.latent_frames(video.shape[1])
+        self.latent_size(video.shape[3], video.shape[4])
+
+    def check_latents(self, latents: torch.Tensor) -> None:
+        """Raise unless ``latents`` is ``[B, f, C, h, w]`` with this backbone's ``C``."""
+        if latents.ndim != 5 or latents.shape[2] != self.latent_channels:
+            raise ValueError(f'latents must be [B, f, {self.latent_channels}, h, w], '
+                             f'got shape {tuple(latents.shape)}')

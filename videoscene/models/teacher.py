@@ -1,0 +1,117 @@
+"""Stage 2: fine-tune a video backbone into a first+last-frame interpolation teacher.
+
+Each scene sample becomes one video: its context and target views in frame order (the context
+pair must be the first and last of them; a context frame that is also a target appears once).
+The video is VAE-encoded without gradient, noised at a uniformly drawn timestep, and the backbone
+predicts its training target (v for CogVideoX and SVD) conditioned on the first and last frames;
+the loss is the mean squared error.  Only :meth:`VideoBackbone.select_trainable`'s selection
+(by default the attention layers of the denoiser's blocks) is updated.
+"""
+from __future__ import annotations
+
+import torch
+from mmengine.model import BaseModel
+from torch import Tensor
+from tqdm import tqdm
+
+from videoscene.backbones import VideoBackbone
+from videoscene.registry import MODELS, VIDEO_BACKBONES
+
+
+def scene_video(context: dict[str, Tensor], target: dict[str, Tensor]) -> Tensor:
+    """The batch's views in frame order, ``[B, F, 3, H, W]``, bracketed by the context pair.
+
+    ``context``/``target`` are collated view dicts (``image [B, V, 3, H, W]``, ``index [B, V]``).
+    """
+    images = torch.cat([context['image'], target['image']], dim=1)
+    index = torch.cat([context['index'], target['index']], dim=1)
+    order = index.argsort(dim=1, stable=True)
+    index = index.gather(1, order)
+    keep = torch.ones_like(index, dtype=torch.bool)
+    keep[:, 1:] = index[:, 1:] != index[:, :-1]  # a context frame repeated as a target
+    counts = keep.sum(dim=1)
+    if (counts != counts[0]).any():
+        raise ValueError(f'samples of the batch have different frame counts {counts.tolist()} '
+                         'once context frames repeated as targets are merged')
+    lo, hi = context['index'].min(dim=1).values, context['index'].max(dim=1).values
+    if (index[:, 0] != lo).any() or (index[:, -1] != hi).any():
+        raise ValueError('target frames must lie between the two context frames (inclusive) so that '
+                         f'the context pair brackets the video; got context {context["index"].tolist()}'
+                         f' and targets spanning {index[:, 0].tolist()}..{index[:, -1].tolist()}')
+    rows = torch.arange(len(images), device=images.device)[:, None]
+    ordered = images[rows, order]
+    return ordered[keep].reshape(len(images), int(counts[0]), *images.shape[2:])
+
+
+@MODELS.register_module()
+class InterpolationTeacher(BaseModel):
+    """A video backbone trained for first+last-frame interpolation (MMEngine model).
+
+    Args:
+        backbone: ``VIDEO_BACKBONES`` config (or a built backbone).
+        trainable: parameter selection for :meth:`VideoBackbone.select_trainable`.
+        gradient_checkpointing: recompute the denoiser's activations in the backward pass.
+        augment_conditions: noise-augment the condition images (the backbone's training
+            augmentation, e.g. CogVideoX's ``log sigma ~ N(-3, 0.5)``).
+        timestep_range: training timesteps are drawn uniformly from ``[low, high)``.
+        data_preprocessor: MMEngine data preprocessor config (moves the batch to the device).
+    """
+
+    def __init__(self, backbone: dict | VideoBackbone, trainable: str = 'attention',
+                 gradient_checkpointing: bool = False, augment_conditions: bool = True,
+                 timestep_range: tuple[int, int] | None = None,
+                 data_preprocessor: dict | None = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor)
+        self.backbone = backbone if isinstance(backbone, VideoBackbone) else VIDEO_BACKBONES.build(backbone)
+        self.scheduler = self.backbone.build_scheduler()
+        self.selection = self.backbone.select_trainable(trainable)
+        self.backbone.enable_gradient_checkpointing(gradient_checkpointing)
+        self.augment_conditions = augment_conditions
+        T = self.scheduler.num_train_timesteps
+        low, high = timestep_range or (0, T)
+        if not 0 <= low < high <= T:
+            raise ValueError(f'timestep_range must satisfy 0 <= low < high <= {T}, got {(low, high)}')
+        self.timestep_range = (low, high)
+
+    def forward(self, context: dict[str, Tensor], target: dict[str, Tensor], scene=None,
+                mode: str = 'loss') -> dict[str, Tensor] | list[dict]:
+        """``mode='loss'``: ``{'loss': v-MSE}``; ``'predict'``: :meth:`sample` 50-step videos, one dict
+        per sample; ``'tensor'``: ``(output, training target)`` latents ``[B, f, C, h, w]``."""
+        video = scene_video(context, target)
+        if mode == 'predict':
+            generated = self.sample(video[:, 0], video[:, -1], video.shape[1])
+            return [{'video': g, 'target_video': v} for g, v in zip(generated, video)]
+        if mode not in ('loss', 'tensor'):
+            raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got '{mode}'")
+        output, wanted = self.denoising_pair(video)
+        if mode == 'tensor':
+            return output, wanted
+        return {'loss': torch.nn.functional.mse_loss(output, wanted)}
+
+    def denoising_pair(self, video: Tensor) -> tuple[Tensor, Tensor]:
+        """The backbone's output on a noised ``video [B, F, 3, H, W]`` and its training target."""
+        num_frames = video.shape[1]
+        with torch.no_grad():
+            x0 = self.backbone.encode(video)
+            conditioning = self.backbone.condition(video[:, 0], video[:, -1], num_frames,
+                                                   augment=self.augment_conditions and self.training)
+        noise = torch.randn_like(x0)
+        t = torch.randint(*self.timestep_range, (len(x0),), device=x0.device)
+        x_t = self.scheduler.add_noise(x0, noise, t)
+        output = self.backbone.predict(x_t, t, conditioning)
+        return output, self.scheduler.training_target(x0, noise, t)
+
+    @torch.no_grad()
+    def sample(self, first: Tensor, last: Tensor, num_frames: int, steps: int = 50,
+               generator: torch.Generator | None = None) -> Tensor:
+        """A ``[B, F, 3, H, W]`` video from ``first``/``last`` ``[B, 3, H, W]`` by ``steps`` DDIM steps
+        from pure noise (no guidance)."""
+        conditioning = self.backbone.condition(first, last, num_frames)
+        shape = (len(first), *self.backbone.latent_shape(num_frames, *first.shape[-2:]))
+        x = torch.randn(shape, generator=generator, device=first.device)
+        grid = self.scheduler.timesteps(steps).tolist()
+        for t, t_prev in tqdm(zip(grid, grid[1:] + [-1]), total=steps, desc='sampling', leave=False):
+            t_batch = torch.full((len(x),), t, device=x.device, dtype=torch.long)
+            output = self.backbone.predict(x, t_batch, conditioning)
+            x = self.scheduler.ddim_step(output, x, t_batch, t_prev)
+        return self.backbone.decode(x)
