@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os.path as osp
 import sys
+import warnings
 
 from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -63,9 +62,8 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg = Config.fromfile(args.config)
     for key in args.cfg_options:
         if not _has_key(cfg, key):
-            print_log(f"--cfg-options adds '{key}', which the config did not have: check the "
-                      'spelling if you meant to override an entry.', logger='current',
-                      level=logging.WARNING)
+            warnings.warn(f"--cfg-options adds '{key}', which the config did not have: check "
+                          'the spelling if you meant to override an entry.', stacklevel=2)
     cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
     if args.work_dir is not None:

@@ -47,14 +47,17 @@ __all__ = ['DynamiCrafter', 'schedule_buffers']
 def schedule_buffers(num_timesteps: int = 1000, linear_start: float = 0.00085,
                      linear_end: float = 0.012, base_scale: float = 0.7,
                      turning_step: int = 400) -> dict[str, torch.Tensor]:
-    """The 13 float32 schedule buffers of an official checkpoint (v-parameterisation).
+    """The 13 float32 schedule buffers of an official checkpoint (v-parameterisation), on the
+    CPU even inside a ``torch.device('meta')`` block.
 
     Betas ``linspace(sqrt(start), sqrt(end))**2`` rescaled to zero terminal SNR, every derived
     quantity in float64 then stored as float32, and ``scale_arr = [linspace(1, base_scale,
-    turning_step), base_scale x num_timesteps]`` (DynamiCrafter's dynamic rescale).
+    turning_step), base_scale x num_timesteps]`` (DynamiCrafter's dynamic rescale).  Always on
+    the CPU, also inside a ``torch.device('meta')`` block.
     """
+    float64 = torch.float64
     betas = torch.linspace(linear_start ** 0.5, linear_end ** 0.5, num_timesteps,
-                           dtype=torch.float64) ** 2
+                           dtype=torch.float64, device='cpu') ** 2
     root = torch.cumprod(1 - betas, 0).sqrt()
     root = (root - root[-1]) * root[0] / (root[0] - root[-1])   # zero terminal SNR (Lin et al.)
     alphas_cumprod = root ** 2
@@ -71,14 +74,15 @@ def schedule_buffers(num_timesteps: int = 1000, linear_start: float = 0.00085,
         'sqrt_one_minus_alphas_cumprod': (1 - alphas_cumprod).sqrt(),
         'log_one_minus_alphas_cumprod': (1 - alphas_cumprod).log(),
         # zeros under v-parameterisation, as the official code stores them
-        'sqrt_recip_alphas_cumprod': torch.zeros(num_timesteps, dtype=torch.float64),
-        'sqrt_recipm1_alphas_cumprod': torch.zeros(num_timesteps, dtype=torch.float64),
+        'sqrt_recip_alphas_cumprod': torch.zeros(num_timesteps, dtype=float64, device='cpu'),
+        'sqrt_recipm1_alphas_cumprod': torch.zeros(num_timesteps, dtype=float64, device='cpu'),
         'posterior_variance': posterior_variance,
         'posterior_log_variance_clipped': posterior_variance.clamp(min=1e-20).log(),
         'posterior_mean_coef1': betas * previous.sqrt() / (1 - alphas_cumprod),
         'posterior_mean_coef2': (1 - previous) * alphas.sqrt() / (1 - alphas_cumprod),
-        'scale_arr': torch.cat([torch.linspace(1.0, base_scale, turning_step, dtype=torch.float64),
-                                torch.full((num_timesteps,), base_scale, dtype=torch.float64)]),
+        'scale_arr': torch.cat([
+            torch.linspace(1.0, base_scale, turning_step, dtype=float64, device='cpu'),
+            torch.full((num_timesteps,), base_scale, dtype=float64, device='cpu')]),
     }
     return {name: value.float() for name, value in buffers.items()}
 
@@ -124,17 +128,18 @@ class DynamiCrafter(VideoBackbone):
         if vae_tiling:
             raise ValueError("vae_tiling: DynamiCrafter's autoencoder has no tiled mode")
         super().__init__(dtype, vae_tiling, vae_slicing)
-        # With a checkpoint, build without memory and take the checkpoint's tensors (assign).
+        # With a checkpoint, the networks are built without memory and take the checkpoint's
+        # tensors (assign).
+        buffers = schedule_buffers(num_timesteps, linear_start, linear_end, base_scale,
+                                   turning_step)
         with torch.device('meta') if checkpoint is not None else nullcontext():
             self.model = DiffusionWrapper(UNet3D(**(unet or {})))
             self.first_stage_model = AutoencoderKL(**(autoencoder or {}))
             self.cond_stage_model = OpenCLIPTextEncoder(text_encoder)
             self.embedder = OpenCLIPImageEncoder(image_encoder)
             self.image_proj_model = Resampler(**(resampler or {}))
-            buffers = schedule_buffers(num_timesteps, linear_start, linear_end, base_scale,
-                                       turning_step)
-            for name, value in buffers.items():
-                self.register_buffer(name, value)
+        for name, value in buffers.items():
+            self.register_buffer(name, value)
         self._schedule_buffers = tuple(buffers)
         self.latent_channels = self.first_stage_model.post_quant_conv.in_channels
         self.scale_factor = scale_factor
