@@ -52,8 +52,7 @@ def schedule_buffers(num_timesteps: int = 1000, linear_start: float = 0.00085,
 
     Betas ``linspace(sqrt(start), sqrt(end))**2`` rescaled to zero terminal SNR, every derived
     quantity in float64 then stored as float32, and ``scale_arr = [linspace(1, base_scale,
-    turning_step), base_scale x num_timesteps]`` (DynamiCrafter's dynamic rescale).  Always on
-    the CPU, also inside a ``torch.device('meta')`` block.
+    turning_step), base_scale x num_timesteps]`` (DynamiCrafter's dynamic rescale).
     """
     float64 = torch.float64
     betas = torch.linspace(linear_start ** 0.5, linear_end ** 0.5, num_timesteps,
