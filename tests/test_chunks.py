@@ -265,9 +265,9 @@ def test_dataset_pickles_without_its_cached_chunk(written):
     root, _ = written
     dataset = RE10KDataset(root, SPEC.stage)
     first = dataset[0]
-    assert dataset._chunk
+    assert dataset.source._chunk
     clone = pickle.loads(pickle.dumps(dataset))
-    assert clone._chunk == {} and clone._chunk_path is None
+    assert clone.source._chunk == {} and clone.source._chunk_path is None
     assert torch.equal(clone[0]['target']['image'], first['target']['image'])
 
 

@@ -20,16 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import matplotlib  # noqa: E402
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from mmengine.dataset import default_collate  # noqa: E402
 
 from videoscene.evaluation import psnr  # noqa: E402
 from videoscene.registry import CAMERA_PATHS, DATASETS, RECONSTRUCTORS, RENDERERS  # noqa: E402
-from videoscene.visualization import colorize_depth, contact_sheet, save_png, save_video  # noqa: E402
+from videoscene.visualization import colorize_depth, contact_sheet, plot_path, save_png, save_video  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,26 +38,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--mvsplat', help='trained MVSplat checkpoint (official .ckpt or '
                         'safetensors) to reconstruct with instead of ground-truth depth')
     return parser.parse_args()
-
-
-def plot_path(path: Path, target: dict, interpolated: dict, context: dict) -> None:
-    """Top-down (x-z) plot of camera centres and viewing directions."""
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for cams, style, label in ((target['extrinsics'], 'o-', 'ground-truth path'),
-                               (interpolated['extrinsics'], '.--', 'interpolated path')):
-        centres = cams[:, :3, 3]
-        ax.plot(centres[:, 0], centres[:, 2], style, ms=3, label=label)
-    for i, cam in enumerate(context['extrinsics']):
-        x, z = cam[0, 3].item(), cam[2, 3].item()
-        forward = cam[:3, 2]
-        ax.arrow(x, z, 0.3 * forward[0].item(), 0.3 * forward[2].item(), head_width=0.05,
-                 color='k')
-        ax.annotate(f'context {i}', (x, z), textcoords='offset points', xytext=(5, 5))
-    ax.set_xlabel('x'), ax.set_ylabel('z'), ax.set_aspect('equal'), ax.legend(loc='best')
-    ax.set_title('camera path, top-down')
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -40,11 +40,16 @@ from tqdm import tqdm
 from videoscene.geometry.cameras import c2w_to_w2c_rows, w2c_rows_to_c2w
 from .view_samplers import evenly_spaced_between
 
-DEPTH_SCALE = 1000.0  # stored depth PNG value = round(depth * DEPTH_SCALE)
-
-__all__ = ['DEPTH_SCALE', 'encode_cameras', 'decode_cameras', 'encode_image', 'decode_image', 'encode_depth',
-           'decode_depth', 'encode_example',
+__all__ = ['DEPTH_SCALE', 'CorruptImageError', 'encode_cameras', 'decode_cameras', 'encode_image', 'decode_image',
+           'encode_depth', 'decode_depth', 'encode_example',
            'load_index', 'load_chunk', 'evaluation_index', 'new_partial_dir', 'write_dataset']
+
+DEPTH_SCALE = 1000.0  # stored depth PNG value = round(depth * DEPTH_SCALE)
+_JPEG_START, _JPEG_END = b'\xff\xd8', b'\xff\xd9'
+
+
+class CorruptImageError(ValueError):
+    """Image bytes that do not decode to a complete image (datasets skip such examples)."""
 
 
 def encode_cameras(extrinsics: Tensor, intrinsics: Tensor) -> Tensor:
@@ -82,11 +87,21 @@ def encode_image(image: Tensor, quality: int = 95) -> Tensor:
     return torch.from_numpy(data.reshape(-1))
 
 
-def decode_image(data: Tensor) -> Tensor:
-    """uint8 1-D tensor of JPEG bytes -> float32 RGB image ``[3, H, W]`` in [0, 1]."""
-    pixels = cv2.imdecode(data.numpy(), cv2.IMREAD_COLOR)
+def decode_image(data: Tensor, source: str = 'image data') -> Tensor:
+    """uint8 1-D tensor of image bytes (JPEG, PNG, ...) -> float32 RGB image ``[3, H, W]`` in [0, 1].
+
+    Raises:
+        CorruptImageError: OpenCV cannot decode the bytes, or they start as a JPEG but lack its
+            end-of-image marker (a truncated file, which OpenCV would silently fill with grey).
+            The message names ``source``.
+    """
+    array = data.numpy()
+    raw = array.tobytes()
+    if raw.startswith(_JPEG_START) and not raw.rstrip(b'\x00').endswith(_JPEG_END):
+        raise CorruptImageError(f'{source}: truncated JPEG ({len(raw)} bytes without an end-of-image marker)')
+    pixels = cv2.imdecode(array, cv2.IMREAD_COLOR)
     if pixels is None:
-        raise ValueError(f'could not decode {len(data)} bytes as an image')
+        raise CorruptImageError(f'{source}: {len(raw)} bytes do not decode as an image')
     return torch.from_numpy(np.ascontiguousarray(pixels[..., ::-1])).permute(2, 0, 1).to(torch.float32) / 255.0
 
 
@@ -112,38 +127,49 @@ def decode_depth(data: Tensor) -> Tensor:
     return torch.from_numpy(depth.astype(np.float32)) / DEPTH_SCALE
 
 
-def encode_example(key: str, images: Tensor, extrinsics: Tensor, intrinsics: Tensor, *,
+def encode_example(key: str, images: Tensor | Sequence[Tensor], extrinsics: Tensor, intrinsics: Tensor, *,
                    depths: Tensor | None = None, timestamps: Tensor | None = None, url: str = '',
                    jpeg_quality: int = 95) -> dict:
     """A scene dict of the chunk format.
 
     Args:
         key: scene key.
-        images: ``[N, 3, H, W]`` in [0, 1].
-        extrinsics: ``[N, 4, 4]`` camera-to-world (OpenCV).
-        intrinsics: ``[N, 3, 3]`` normalised.
+        images: ``[N, 3, H, W]`` in [0, 1], encoded as JPEGs; or N uint8 1-D tensors of JPEG bytes,
+            stored as they are.
+        extrinsics: ``[N, 4, 4]`` camera-to-world (OpenCV); must be finite.
+        intrinsics: ``[N, 3, 3]`` normalised; must be finite.
         depths: optional ``[N, H, W]`` z-depths, stored as 16-bit PNGs under ``depths``.
         timestamps: optional int64 ``[N]`` microseconds; by default frames 30 fps apart.
         url: source address of the scene.
         jpeg_quality: JPEG quality (1-100).
     """
-    n = len(images)
-    if images.dim() != 4 or images.shape[1] != 3 or len(extrinsics) != n:
-        raise ValueError(f"scene '{key}': expected images [N, 3, H, W] and N cameras, got images "
-                         f'{list(images.shape)} and {len(extrinsics)} cameras')
+    if isinstance(images, Tensor):
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"scene '{key}': expected images [N, 3, H, W], got {list(images.shape)}")
+        encoded = [encode_image(image, jpeg_quality) for image in images]
+    else:
+        encoded = list(images)
+        if not all(data.dtype == torch.uint8 and data.dim() == 1 for data in encoded):
+            raise ValueError(f"scene '{key}': encoded images must be uint8 1-D tensors of JPEG bytes")
+    n = len(encoded)
+    if len(extrinsics) != n:
+        raise ValueError(f"scene '{key}': {n} images but {len(extrinsics)} cameras")
+    if not (bool(torch.isfinite(extrinsics).all()) and bool(torch.isfinite(intrinsics).all())):
+        bad = (~torch.isfinite(extrinsics.flatten(1)).all(1) | ~torch.isfinite(intrinsics.flatten(1)).all(1))
+        raise ValueError(f"scene '{key}': non-finite cameras at frames {bad.nonzero().flatten().tolist()}")
     if timestamps is None:
         timestamps = torch.arange(n, dtype=torch.int64) * 1_000_000 // 30
     example = {
         'url': url,
         'timestamps': timestamps.to(torch.int64),
         'cameras': encode_cameras(extrinsics, intrinsics),
-        'images': [encode_image(image, jpeg_quality) for image in images],
+        'images': encoded,
         'key': key,
     }
     if depths is not None:
-        if depths.shape != (n, *images.shape[2:]):
-            raise ValueError(f"scene '{key}': expected depths [N, H, W] = {[n, *images.shape[2:]]}, "
-                             f'got {list(depths.shape)}')
+        sizes_differ = isinstance(images, Tensor) and depths.shape[1:] != images.shape[2:]
+        if depths.dim() != 3 or len(depths) != n or sizes_differ:
+            raise ValueError(f"scene '{key}': expected depths [N, H, W] matching {n} images, got {list(depths.shape)}")
         example['depths'] = [encode_depth(depth) for depth in depths.cpu()]
     return example
 

@@ -1,117 +1,122 @@
-"""A map-style dataset over RealEstate10K-format chunks (see ``chunks``)."""
+"""Map-style datasets over RealEstate10K / ACID chunks (see ``chunks`` for the format)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from videoscene.registry import DATASETS
+from .base import SceneDataset, SceneSource
 from .chunks import decode_cameras, decode_depth, decode_image, load_chunk, load_index
-from .crop import resize_and_center_crop
-from .view_samplers import ViewSampler, build_view_sampler
+from .view_samplers import ViewSampler
 
-__all__ = ['RE10KDataset']
+__all__ = ['ChunkSource', 'RE10KDataset', 'ACIDDataset']
 
 
-@DATASETS.register_module()
-class RE10KDataset(Dataset):
-    """Scenes of a RE10K-format root as sample dicts.
+class ChunkSource(SceneSource):
+    """The scenes of ``{root}/{stage}`` in the chunk format, loaded lazily through ``index.json``.
 
-    Item ``i`` is ``{'context': views, 'target': views, 'scene': key}`` where ``views`` holds
-    ``image`` float32 ``[V, 3, H, W]`` in [0, 1], ``extrinsics`` float32 ``[V, 4, 4]``
-    (camera-to-world, OpenCV), ``intrinsics`` float32 ``[V, 3, 3]`` (normalised), ``near`` and
-    ``far`` float32 ``[V]``, ``index`` int64 ``[V]`` (frame numbers), and ``depth`` float32
-    ``[V, H, W]`` (z-depth) when the chunk stores ``depths``. V = 2 context views.
-
-    Chunks are loaded lazily through ``{stage}/index.json``; the chunk in use stays cached, so
-    reading scenes in index order loads each chunk once.
-
-    Args:
-        root: dataset root (holding ``{stage}/``).
-        stage: sub-folder to read, e.g. ``'train'`` or ``'test'``.
-        view_sampler: a :class:`ViewSampler` or its config dict (``type`` in
-            ``view_samplers.VIEW_SAMPLERS``); None = the evaluation index
-            ``{root}/evaluation_index_{stage}.json``.
-        image_shape: output ``(height, width)``: views are resized and centre-cropped to it with
-            the matching intrinsics update; None keeps the stored size.
-        near, far: depth bounds given to every view, in scene units.
+    The chunk in use stays cached, so reading scenes in index order loads each chunk once; the
+    cache is dropped when the source is pickled (e.g. into DataLoader workers).
     """
 
-    def __init__(self, root: str | Path, stage: str = 'test', view_sampler: dict | ViewSampler | None = None,
-                 image_shape: tuple[int, int] | None = None, near: float = 1.0, far: float = 100.0) -> None:
-        if not 0.0 < near < far:
-            raise ValueError(f'need 0 < near < far, got near={near}, far={far}')
+    def __init__(self, root: str | Path, stage: str) -> None:
         self.root = Path(root).expanduser()
         self.stage = stage
         self.chunk_paths = load_index(self.root, stage)
-        if view_sampler is None:
-            view_sampler = dict(type='evaluation', index_path=self.root / f'evaluation_index_{stage}.json')
-        self.view_sampler = build_view_sampler(view_sampler)
-        self.scenes = self.view_sampler.scenes(list(self.chunk_paths))
-        self.image_shape = None if image_shape is None else (int(image_shape[0]), int(image_shape[1]))
-        self.near, self.far = float(near), float(far)
         self._chunk_path: Path | None = None
         self._chunk: dict[str, dict] = {}
 
-    @property
-    def metainfo(self) -> dict:
-        return {'dataset_type': type(self).__name__, 'root': str(self.root), 'stage': self.stage,
-                'num_scenes': len(self.scenes), 'image_shape': self.image_shape, 'near': self.near,
-                'far': self.far}
-
-    def __len__(self) -> int:
-        return len(self.scenes)
-
     def __getstate__(self) -> dict:
-        """Pickled (e.g. into DataLoader workers) without the cached chunk."""
         return {**self.__dict__, '_chunk_path': None, '_chunk': {}}
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.chunk_paths)
 
     def load_scene(self, key: str) -> dict:
         """The raw scene dict of ``key`` (see ``chunks``), from the cached chunk when possible."""
         path = self.chunk_paths[key]
         if path != self._chunk_path:
+            if not path.is_file():
+                raise FileNotFoundError(f"chunk {path} of scene '{key}' (listed in "
+                                        f'{self.root / self.stage / "index.json"}) does not exist')
             self._chunk = {example['key']: example for example in load_chunk(path)}
             self._chunk_path = path
         if key not in self._chunk:
-            raise KeyError(f"scene '{key}' is listed in {self.root / self.stage / 'index.json'} but missing from {path}")
+            raise KeyError(f"scene '{key}' is listed in {self.root / self.stage / 'index.json'} but missing from "
+                           f'{path}')
         return self._chunk[key]
 
-    def __getitem__(self, index: int) -> dict:
-        key = self.scenes[index]
+    def cameras(self, key: str) -> tuple[Tensor, Tensor]:
         scene = self.load_scene(key)
         extrinsics, intrinsics = decode_cameras(scene['cameras'])
         if len(scene['images']) != len(extrinsics):
-            raise ValueError(f"scene '{key}' has {len(scene['images'])} images but {len(extrinsics)} cameras")
-        context, target = self.view_sampler.sample(key, len(extrinsics), index)
-        return {
-            'context': self._views(key, scene, context, extrinsics, intrinsics),
-            'target': self._views(key, scene, target, extrinsics, intrinsics),
-            'scene': key,
-        }
+            raise ValueError(f"scene '{key}' ({self.chunk_paths[key]}) has {len(scene['images'])} images but "
+                             f'{len(extrinsics)} cameras')
+        return extrinsics, intrinsics
 
-    def _views(self, key: str, scene: dict, frames: Tensor, extrinsics: Tensor,
-               intrinsics: Tensor) -> dict[str, Tensor]:
-        decoded = [decode_image(scene['images'][i]) for i in frames.tolist()]
-        if len({image.shape for image in decoded}) != 1:
-            raise ValueError(f"scene '{key}': frames {frames.tolist()} decode to different sizes "
-                             f'{sorted({tuple(image.shape) for image in decoded})}')
-        images = torch.stack(decoded)
-        depths = None
-        if 'depths' in scene:
-            depths = torch.stack([decode_depth(scene['depths'][i]) for i in frames.tolist()])
-        views_intrinsics = intrinsics[frames]
-        if self.image_shape is not None:
-            images, views_intrinsics, depths = resize_and_center_crop(images, views_intrinsics, self.image_shape, depths)
-        views = {
-            'image': images,
-            'extrinsics': extrinsics[frames],
-            'intrinsics': views_intrinsics,
-            'near': torch.full((len(frames),), self.near),
-            'far': torch.full((len(frames),), self.far),
-            'index': frames,
-        }
-        if depths is not None:
-            views['depth'] = depths
-        return views
+    def images(self, key: str, frames: Sequence[int]) -> list[Tensor]:
+        scene = self.load_scene(key)
+        return [decode_image(scene['images'][frame], self.describe(key, frame)) for frame in frames]
+
+    def depths(self, key: str, frames: Sequence[int]) -> list[Tensor] | None:
+        scene = self.load_scene(key)
+        if 'depths' not in scene:
+            return None
+        return [decode_depth(scene['depths'][frame]) for frame in frames]
+
+    def describe(self, key: str, frame: int) -> str:
+        return f"frame {frame} of scene '{key}' in {self.chunk_paths[key]}"
+
+    def encoded_images(self, key: str, jpeg_quality: int = 95) -> list[Tensor]:
+        return list(self.load_scene(key)['images'])
+
+    def timestamps(self, key: str) -> Tensor | None:
+        return self.load_scene(key)['timestamps']
+
+    def url(self, key: str) -> str:
+        return self.load_scene(key)['url']
+
+
+@DATASETS.register_module()
+class RE10KDataset(SceneDataset):
+    """Scenes of a RE10K-format root as sample dicts (contract and bad input: ``base``).
+
+    Args:
+        root: dataset root (holding ``{stage}/`` and ``evaluation_index_{stage}.json``).
+        stage: sub-folder to read, e.g. ``'train'`` or ``'test'``.
+        view_sampler: a :class:`ViewSampler` or its config dict (``type`` in
+            ``videoscene.registry.VIEW_SAMPLERS``); samplers that take an ``index_path`` default
+            to ``{root}/evaluation_index_{stage}.json``; None = ``dict(type='evaluation')``.
+        image_shape, near, far, flip_probability, min_baseline: see :class:`SceneDataset`.
+    """
+
+    def __init__(self, root: str | Path, stage: str = 'test', view_sampler: dict | ViewSampler | None = None,
+                 image_shape: tuple[int, int] | None = None, near: float = 1.0, far: float = 100.0,
+                 flip_probability: float = 0.0, min_baseline: float | None = 0.0) -> None:
+        self.root = Path(root).expanduser()
+        self.stage = stage
+        view_sampler = dict(type='evaluation') if view_sampler is None else view_sampler
+        super().__init__(ChunkSource(self.root, stage), view_sampler,
+                         image_shape=image_shape, near=near, far=far, flip_probability=flip_probability,
+                         min_baseline=min_baseline, default_index=self.root / f'evaluation_index_{stage}.json')
+
+    @property
+    def metainfo(self) -> dict:
+        return {**super().metainfo, 'root': str(self.root), 'stage': self.stage}
+
+
+@DATASETS.register_module()
+class ACIDDataset(RE10KDataset):
+    """ACID (Aerial Coastline Imagery Dataset) in the same chunk format as RealEstate10K.
+
+    pixelSplat's ACID conversion writes the chunk format unchanged (360 x 640 frames, camera rows
+    with normalised intrinsics and world-to-camera matrices), and MVSplat evaluates it with the
+    RealEstate10K settings (near 1, far 100); only the root differs by default. Put pixelSplat's
+    ``evaluation_index_acid.json`` at ``{root}/evaluation_index_test.json`` to evaluate on its index.
+    """
+
+    def __init__(self, root: str | Path = 'data/acid', stage: str = 'test', **kwargs) -> None:
+        super().__init__(root, stage, **kwargs)

@@ -1,17 +1,24 @@
 """View samplers: which frames of a scene become the context pair and which the targets.
 
 A view sampler decides the scenes a dataset serves (``scenes``) and, per item, the frame indices
-(``sample``). Two are provided:
+(``sample``). They are entries of ``videoscene.registry.VIEW_SAMPLERS``, built from a config dict
+with ``VIEW_SAMPLERS.build(dict(type=..., **arguments))``, so a plugin can register its own:
 
-* ``EvaluationViewSampler``: fixed context pairs and targets read from an evaluation index JSON
-  ``{scene: {"context": [a, b], "target": [...]} | null}`` (pixelSplat's format; null = skip);
-* ``BoundedViewSampler``: a random context pair whose gap lies in ``[min_gap, max_gap]`` frames and
-  ``num_targets`` frames strictly between them. Its randomness comes from torch's global generator,
-  which the training engine seeds per iteration (``IterationSeedHook``) in the main process and per
-  worker in DataLoader workers, so runs, and resumed runs, are reproducible while every visit of
-  a scene draws new views.
+* ``'evaluation'`` (:class:`EvaluationViewSampler`): fixed context pairs and targets read from an
+  evaluation index JSON ``{scene: {"context": [a, b], "target": [...]} | null}`` (pixelSplat's
+  format; null = skip);
+* ``'video'`` (:class:`VideoViewSampler`): the context pairs of an evaluation index and
+  ``num_frames`` targets at equal intervals from ``a`` to ``b``, both included (VideoScene's
+  video index: 49 frames, e.g. ``a, a + 2, ..., a + 96``);
+* ``'bounded'`` (:class:`BoundedViewSampler`): a random context pair whose gap lies in
+  ``[min_gap, max_gap]`` frames and ``num_targets`` frames strictly between them. Its randomness
+  comes from torch's global generator, which the training engine seeds per iteration
+  (``IterationSeedHook``) in the main process and per worker in DataLoader workers, so runs, and
+  resumed runs, are reproducible while every visit of a scene draws new views;
+* ``'fixed'`` (:class:`FixedViewSampler`): the same context and target frames for every scene.
 
-Build one from a config dict with :func:`build_view_sampler` (``type`` is a key of ``VIEW_SAMPLERS``).
+Samplers that take an ``index_path`` get the dataset's own evaluation index when their config
+leaves it out and the dataset has one (see ``base.SceneDataset``).
 """
 from __future__ import annotations
 
@@ -24,8 +31,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ['ViewSampler', 'EvaluationViewSampler', 'BoundedViewSampler', 'VIEW_SAMPLERS',
-           'build_view_sampler', 'evenly_spaced_between']
+from videoscene.registry import VIEW_SAMPLERS
+
+__all__ = ['ViewSampler', 'EvaluationViewSampler', 'VideoViewSampler', 'BoundedViewSampler', 'FixedViewSampler',
+           'evenly_spaced_between', 'evenly_spaced_from_to', 'load_evaluation_index']
 
 
 def evenly_spaced_between(first: int, last: int, count: int) -> list[int]:
@@ -34,6 +43,32 @@ def evenly_spaced_between(first: int, last: int, count: int) -> list[int]:
         raise ValueError(f'cannot place {count} frames strictly between {first} and {last}: '
                          f'the gap must be at least {count + 1} frames')
     return [first + round((last - first) * k / (count + 1)) for k in range(1, count + 1)]
+
+
+def evenly_spaced_from_to(first: int, last: int, count: int) -> list[int]:
+    """``count`` distinct frame indices from ``first`` to ``last`` (both included, ``count >= 2``) at
+    (near-)equal intervals: exact steps of ``(last - first) / (count - 1)`` when that is whole."""
+    if count < 2 or last - first < count - 1:
+        raise ValueError(f'cannot place {count} distinct frames from {first} to {last}: need count >= 2 and '
+                         f'a gap of at least {count - 1} frames')
+    return [first + round((last - first) * k / (count - 1)) for k in range(count)]
+
+
+def load_evaluation_index(path: str | Path) -> dict[str, dict[str, list[int]]]:
+    """The entries of an evaluation index JSON (null entries dropped), checked for a context pair each."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f'evaluation index {path} does not exist')
+    with path.open() as file:
+        raw = json.load(file)
+    if not isinstance(raw, dict):
+        raise ValueError(f'evaluation index {path} must hold a JSON object {{scene: entry}}, got {type(raw).__name__}')
+    entries = {key: entry for key, entry in raw.items() if entry is not None}
+    for key, entry in entries.items():
+        if not isinstance(entry, dict) or len(entry.get('context', ())) != 2:
+            raise ValueError(f"evaluation index {path}: entry of '{key}' must be "
+                             f'{{"context": [a, b], "target": [...]}}, got {entry}')
+    return entries
 
 
 class ViewSampler(ABC):
@@ -49,34 +84,78 @@ class ViewSampler(ABC):
         for dataset item ``index``."""
 
 
+def _indexed_scenes(entries: dict, available: Sequence[str], index_path: Path) -> list[str]:
+    present = set(available)
+    missing = [key for key in entries if key not in present]
+    if missing:
+        raise KeyError(f'{len(missing)} scenes of the evaluation index {index_path} are not in the '
+                       f'dataset, e.g. {missing[:3]}')
+    return list(entries)
+
+
+def _check_frames(scene: str, frames: Sequence[int], num_frames: int, what: str) -> None:
+    if not all(0 <= i < num_frames for i in frames):
+        raise ValueError(f"scene '{scene}' has {num_frames} frames; {what} {list(frames)} reach outside them")
+
+
+@VIEW_SAMPLERS.register_module(name='evaluation')
 class EvaluationViewSampler(ViewSampler):
     """Context pairs and targets from an evaluation index JSON (see the module docstring)."""
 
     def __init__(self, index_path: str | Path) -> None:
         self.index_path = Path(index_path).expanduser()
-        if not self.index_path.is_file():
-            raise FileNotFoundError(f'evaluation index {self.index_path} does not exist')
-        with self.index_path.open() as file:
-            raw = json.load(file)
-        self.entries = {key: entry for key, entry in raw.items() if entry is not None}
+        self.entries = load_evaluation_index(self.index_path)
 
     def scenes(self, available: Sequence[str]) -> list[str]:
-        present = set(available)
-        missing = [key for key in self.entries if key not in present]
-        if missing:
-            raise KeyError(f'{len(missing)} scenes of the evaluation index {self.index_path} are not in the '
-                           f'dataset, e.g. {missing[:3]}')
-        return list(self.entries)
+        return _indexed_scenes(self.entries, available, self.index_path)
 
     def sample(self, scene: str, num_frames: int, index: int) -> tuple[Tensor, Tensor]:
         entry = self.entries[scene]
-        context, target = entry['context'], entry['target']
-        if len(context) != 2 or not target or not all(0 <= i < num_frames for i in [*context, *target]):
-            raise ValueError(f"evaluation index entry of '{scene}' ({entry}) needs a context pair and targets "
-                             f'within its {num_frames} frames')
+        context, target = entry['context'], entry.get('target')
+        if not target:
+            raise ValueError(f"evaluation index entry of '{scene}' in {self.index_path} has no targets: {entry}")
+        _check_frames(scene, [*context, *target], num_frames, f'the evaluation index {self.index_path} frames')
         return torch.tensor(context, dtype=torch.long), torch.tensor(target, dtype=torch.long)
 
 
+@VIEW_SAMPLERS.register_module(name='video')
+class VideoViewSampler(ViewSampler):
+    """The context pairs ``[a, b]`` of an evaluation index and ``num_frames`` targets at equal
+    intervals from ``a`` to ``b`` (see :func:`evenly_spaced_from_to`).
+
+    Args:
+        index_path: evaluation index JSON; only its context pairs are used.
+        num_frames: frames of the video, 49 for CogVideoX (``b - a`` must be at least
+            ``num_frames - 1``; with ``b - a = 2 (num_frames - 1)`` every second frame is taken).
+        include_context: True (VideoScene's layout): the targets start at ``a`` and end at ``b``;
+            False: ``num_frames`` targets strictly between them (``b - a >= num_frames + 1``).
+    """
+
+    def __init__(self, index_path: str | Path, num_frames: int = 49, include_context: bool = True) -> None:
+        if num_frames < (2 if include_context else 1):
+            raise ValueError(f'num_frames must be at least {2 if include_context else 1} '
+                             f'(include_context={include_context}), got {num_frames}')
+        self.index_path = Path(index_path).expanduser()
+        self.entries = load_evaluation_index(self.index_path)
+        self.num_frames, self.include_context = num_frames, include_context
+
+    def scenes(self, available: Sequence[str]) -> list[str]:
+        return _indexed_scenes(self.entries, available, self.index_path)
+
+    def sample(self, scene: str, num_frames: int, index: int) -> tuple[Tensor, Tensor]:
+        first, last = self.entries[scene]['context']
+        _check_frames(scene, [first, last], num_frames, f'the context pair of {self.index_path}')
+        try:
+            if self.include_context:
+                target = evenly_spaced_from_to(first, last, self.num_frames)
+            else:
+                target = evenly_spaced_between(first, last, self.num_frames)
+        except ValueError as error:
+            raise ValueError(f"scene '{scene}': {error}") from None
+        return torch.tensor([first, last]), torch.tensor(target, dtype=torch.long)
+
+
+@VIEW_SAMPLERS.register_module(name='bounded')
 class BoundedViewSampler(ViewSampler):
     """Random context pairs ``(a, a + gap)``, ``min_gap <= gap <= max_gap``, and ``num_targets``
     targets strictly between them.
@@ -120,18 +199,20 @@ class BoundedViewSampler(ViewSampler):
         return torch.tensor([first, last]), torch.tensor(target, dtype=torch.long)
 
 
-VIEW_SAMPLERS: dict[str, type[ViewSampler]] = {
-    'evaluation': EvaluationViewSampler,
-    'bounded': BoundedViewSampler,
-}
+@VIEW_SAMPLERS.register_module(name='fixed')
+class FixedViewSampler(ViewSampler):
+    """The same ``context`` pair and ``target`` frames for every scene (e.g. an image pair: context
+    ``[0, 1]`` and targets ``[0, 1]``)."""
 
+    def __init__(self, context: Sequence[int], target: Sequence[int]) -> None:
+        if len(context) != 2 or len(target) < 1:
+            raise ValueError(f'need a context pair and at least one target, got context={list(context)}, '
+                             f'target={list(target)}')
+        self.context, self.target = [int(i) for i in context], [int(i) for i in target]
 
-def build_view_sampler(config: dict | ViewSampler) -> ViewSampler:
-    """A view sampler from ``dict(type=<key of VIEW_SAMPLERS>, **arguments)`` (instances pass through)."""
-    if isinstance(config, ViewSampler):
-        return config
-    config = dict(config)
-    kind = config.pop('type', None)
-    if kind not in VIEW_SAMPLERS:
-        raise KeyError(f"view sampler type '{kind}' is unknown; valid types: {', '.join(VIEW_SAMPLERS)}")
-    return VIEW_SAMPLERS[kind](**config)
+    def scenes(self, available: Sequence[str]) -> list[str]:
+        return list(available)
+
+    def sample(self, scene: str, num_frames: int, index: int) -> tuple[Tensor, Tensor]:
+        _check_frames(scene, [*self.context, *self.target], num_frames, 'the fixed frames')
+        return torch.tensor(self.context), torch.tensor(self.target)

@@ -24,18 +24,21 @@ class SyntheticScenes(RE10KDataset):
         num_scenes, frames, height, width, fov_deg, seed, stage, mean_step, speed_variation,
             num_eval_targets, jpeg_quality: generation parameters (:class:`SyntheticSpec`).
         cache_dir: cache root, see above.
-        view_sampler, image_shape, near, far: as in :class:`RE10KDataset`. The default bounds
-            (0.5, 20) enclose every depth of the generated rooms (at most 10 x 10 x 3.2 units).
+        view_sampler, image_shape, near, far, flip_probability, min_baseline: as in
+            :class:`RE10KDataset`. The default bounds (0.5, 20) enclose every depth of the
+            generated rooms (at most 10 x 10 x 3.2 units).
     """
 
     def __init__(self, num_scenes: int = 8, frames: int = 120, height: int = 256, width: int = 256,
                  fov_deg: float = 60.0, seed: int = 0, stage: str = 'train', mean_step: float = 0.015,
                  speed_variation: float = 0.6, num_eval_targets: int | None = None, jpeg_quality: int = 95,
                  cache_dir: str | Path | None = None, view_sampler: dict | ViewSampler | None = None,
-                 image_shape: tuple[int, int] | None = None, near: float = 0.5, far: float = 20.0) -> None:
+                 image_shape: tuple[int, int] | None = None, near: float = 0.5, far: float = 20.0,
+                 flip_probability: float = 0.0, min_baseline: float | None = 0.0) -> None:
         self.spec = SyntheticSpec(num_scenes=num_scenes, frames=frames, height=height, width=width,
                                   fov_deg=fov_deg, seed=seed, stage=stage, mean_step=mean_step,
                                   speed_variation=speed_variation, num_eval_targets=num_eval_targets,
                                   jpeg_quality=jpeg_quality)
         root = cached_synthetic_dataset(self.spec, cache_dir)
-        super().__init__(root, stage=stage, view_sampler=view_sampler, image_shape=image_shape, near=near, far=far)
+        super().__init__(root, stage=stage, view_sampler=view_sampler, image_shape=image_shape, near=near, far=far,
+                         flip_probability=flip_probability, min_baseline=min_baseline)
