@@ -8,12 +8,14 @@ _base_ = [
 
 data_root = 'data/re10k'
 re10k = dict(type='RE10KDataset', root=data_root, image_shape=(256, 256), near=1.0, far=100.0)
-model = dict(renderer=dict(type='gsplat'))
+# MSE + 0.05 LPIPS(vgg) as in the official recipe: torchvision's VGG16 ImageNet weights, local.
+model = dict(renderer=dict(type='gsplat'),
+             lpips=dict(vgg_checkpoint='checkpoints/vgg16-397923af.pth', weight=0.05))
 train_dataloader = dict(
     batch_size=2, num_workers=8, persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(**re10k, stage='train',
+    dataset=dict(**re10k, stage='train', flip_probability=0.5,
                  view_sampler=dict(type='bounded', num_targets=4, min_gap=25, max_gap=45)))
 val_dataloader = dict(
     batch_size=1, num_workers=4, sampler=dict(type='DefaultSampler', shuffle=False),
@@ -21,7 +23,8 @@ val_dataloader = dict(
     dataset=dict(**re10k, stage='test', view_sampler=dict(
         type='evaluation', index_path=f'{data_root}/evaluation_index_re10k.json')))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='NovelViewPSNR')
+val_evaluator = [dict(type='NovelViewPSNR'),
+                 dict(type='NovelViewLPIPS', vgg_checkpoint='checkpoints/vgg16-397923af.pth')]
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=2e-4),

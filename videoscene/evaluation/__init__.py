@@ -1,4 +1,5 @@
-"""Metrics (``METRICS``): novel-view PSNR now; FVD, consistency and structure matching planned."""
+"""Metrics (``METRICS``): novel-view PSNR and LPIPS; FVD, consistency and matching planned."""
 from .image_metrics import NovelViewPSNR, psnr
+from .lpips import LPIPS, NovelViewLPIPS
 
-__all__ = ['NovelViewPSNR', 'psnr']
+__all__ = ['LPIPS', 'NovelViewLPIPS', 'NovelViewPSNR', 'psnr']
