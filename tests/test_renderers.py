@@ -119,11 +119,12 @@ def dense_case():
                 weights=weights, color=color.detach(), depth=depth.detach(), stopped=stopped, reference=ref)
 
 
-@pytest.mark.parametrize('budgets', [None, (3000, 200, 500)], ids=['default', 'small-budgets'])
+@pytest.mark.parametrize('budgets', [None, (3000, 0, 200, 500)], ids=['default', 'small-budgets'])
 def test_torch_renderer_matches_the_dense_reference_with_gradients(dense_case, monkeypatch, budgets):
     from videoscene.renderers import torch_renderer
     if budgets is not None:  # many slabs (later ones skip stopped pixels), split blocks, many pixel runs
-        for name, value in zip(('_CANDIDATES_PER_SLAB', '_CANDIDATES_PER_STEP', '_PAIRS_PER_RUN'), budgets):
+        names = ('_CANDIDATES_PER_SLAB', '_CANDIDATES_PER_PIXEL_PER_SLAB', '_CANDIDATES_PER_STEP', '_PAIRS_PER_RUN')
+        for name, value in zip(names, budgets):
             monkeypatch.setattr(torch_renderer, name, value)
     case = dense_case
     ours = leaves(case['gaussians'])
@@ -199,8 +200,8 @@ def test_an_isotropic_gaussian_lands_on_its_pinhole_projection():
     one = Gaussians(means=world_point[None, None], covariances=4e-4 * torch.eye(3, dtype=torch.float64)[None, None],
                     harmonics=torch.full((1, 1, 3, 1), 0.5 / SH_C0, dtype=torch.float64),
                     opacities=torch.tensor([[0.5]], dtype=torch.float64))
-    out = TorchRenderer().render(one, pose[None, None], intrinsics[None, None], (height, width),
-                                 torch.tensor([[0.1]], dtype=torch.float64), torch.tensor([[10.0]], dtype=torch.float64))
+    near, far = torch.tensor([[0.1]], dtype=torch.float64), torch.tensor([[10.0]], dtype=torch.float64)
+    out = TorchRenderer().render(one, pose[None, None], intrinsics[None, None], (height, width), near, far)
     alpha = out.color[0, 0, 0]  # white Gaussian over black: colour == alpha
     row, col = divmod(int(alpha.argmax()), width)
     assert (col, row) == (int(u), int(v))
@@ -283,7 +284,8 @@ def test_gsplat_arguments_follow_gsplats_conventions():
         gaussians, extrinsics[1], intrinsics[1], (24, 40), batch_index=1, near_plane=1.0, far_plane=6.5)
     # viewmats are world-to-camera: they take each camera centre to the origin.
     centres = torch.cat([extrinsics[1, :, :3, 3], torch.ones(3, 1, dtype=torch.float64)], dim=-1)
-    torch.testing.assert_close((args['viewmats'] @ centres[..., None])[:, :3, 0], torch.zeros(3, 3, dtype=torch.float64))
+    origins = (args['viewmats'] @ centres[..., None])[:, :3, 0]
+    torch.testing.assert_close(origins, torch.zeros(3, 3, dtype=torch.float64))
     torch.testing.assert_close(args['Ks'][:, 0, 0], intrinsics[1, :, 0, 0] * 40)
     torch.testing.assert_close(args['Ks'][:, 1, 2], intrinsics[1, :, 1, 2] * 24)
     assert args['colors'].shape == (30, 9, 3)  # [G, K, 3]

@@ -49,12 +49,14 @@ ALPHA_THRESHOLD = 1.0 / 255.0
 MAX_ALPHA = 0.999
 MIN_TRANSMITTANCE = 1e-4
 MAX_EXTEND = 3.33
-# Candidate pixel-Gaussian pairs per slab of a chunk (bounds memory; later slabs skip stopped pixels).
+# Candidate pixel-Gaussian pairs per slab of a chunk (bounds memory; later slabs skip stopped pixels),
+# at least this many per pixel so that per-slab work over all pixels stays small.
 _CANDIDATES_PER_SLAB = 1 << 21
+_CANDIDATES_PER_PIXEL_PER_SLAB = 4
 # Candidates evaluated at once within a slab (bounds the memory of one broadcast block).
 _CANDIDATES_PER_STEP = 1 << 20
 # Pairs blended at once (runs never cut a pixel; bounds the memory of blending and its backward).
-_PAIRS_PER_RUN = 1 << 19
+_PAIRS_PER_RUN = 1 << 18
 
 
 def project_gaussians(means: Tensor, covariances: Tensor, world_to_camera: Tensor, focal: Tensor,
@@ -76,7 +78,6 @@ def project_gaussians(means: Tensor, covariances: Tensor, world_to_camera: Tenso
     height, width = image_shape
     rotation, translation = world_to_camera[..., :3, :3], world_to_camera[..., :3, 3]
     points = (rotation @ means[..., None])[..., 0] + translation
-    camera_covariances = rotation @ covariances @ rotation.transpose(-1, -2)
     x, y, z = points.unbind(-1)
     fx, fy = focal.unbind(-1)
     cx, cy = principal.unbind(-1)
@@ -85,9 +86,10 @@ def project_gaussians(means: Tensor, covariances: Tensor, world_to_camera: Tenso
     ty = z * torch.clamp(y / z, min=-(cy / fy + margin_y), max=(height - cy) / fy + margin_y)
     zero = torch.zeros_like(z)
     jacobian = torch.stack([fx / z, zero, -fx * tx / (z * z), zero, fy / z, -fy * ty / (z * z)], dim=-1)
-    jacobian = jacobian.unflatten(-1, (2, 3))
+    # J R Sigma R^T J^T, associated as (J R) Sigma (J R)^T: two small products instead of four.
+    to_image = jacobian.unflatten(-1, (2, 3)) @ rotation
     eye = torch.eye(2, dtype=means.dtype, device=means.device)
-    covariances2d = jacobian @ camera_covariances @ jacobian.transpose(-1, -2) + EPS_2D * eye
+    covariances2d = to_image @ covariances @ to_image.transpose(-1, -2) + EPS_2D * eye
     means2d = torch.stack([fx * x / z + cx, fy * y / z + cy], dim=-1)
     return means2d, covariances2d, z
 
@@ -191,39 +193,42 @@ class _EntryBoxes:
     """Per-entry data for listing pixel-Gaussian pairs (entries in (image, depth) order).
 
     A box holds the ``2r`` pixels per axis whose centres lie within the radius ``r`` of the mean,
-    clipped to the image; ``sides`` are the box sides rounded up to :func:`_box_ladder`, the shape
-    of the block actually evaluated.
+    clipped to the image. The block actually evaluated is a square whose ``side`` is the longer box
+    side rounded up to :func:`_box_ladder`: few distinct sides mean few (vectorised) groups.
     """
 
     def __init__(self, means2d: Tensor, conics: Tensor, opacities: Tensor, radii: Tensor, images: Tensor,
                  image_shape: tuple[int, int]) -> None:
         height, width = image_shape
-        self.means2d, self.images, self.image_shape = means2d, images, image_shape
-        self.half_a, self.b, self.half_c = _conic_terms(conics)
-        # alpha = min(0.999, o exp(-sigma)) >= 1/255  <=>  sigma <= ln(o / (1/255))
-        self.limits = torch.log(opacities / ALPHA_THRESHOLD)
+        self.images, self.image_shape = images, image_shape
         radii = radii.long()
         start = torch.floor(means2d + 0.5).long() - radii
         self.end = torch.minimum(start + 2 * radii, torch.tensor([width, height], device=start.device))
         self.start = start.clamp_min(0)
         ladder = _box_ladder(max(height, width), start.device)
-        self.sides = ladder[torch.searchsorted(ladder, (self.end - self.start).clamp_min(1))]
-        self.shape_codes = self.sides[:, 0] * (ladder[-1] + 1) + self.sides[:, 1]
+        self.sides = ladder[torch.searchsorted(ladder, (self.end - self.start).amax(-1).clamp_min(1))]
         # A pair's sort key is (pixel << shift) | entry; entries ascend with depth within an image.
         self.shift = max(means2d.shape[0] - 1, 1).bit_length()
-        self.key_bases = (images * (height * width) << self.shift) + torch.arange(means2d.shape[0], device=start.device)
+        key_bases = (images * (height * width) << self.shift) + torch.arange(means2d.shape[0], device=start.device)
+        # Packed so that a step gathers its entries twice: (x0, y0, x1, y1, key base) and
+        # (mean x, mean y, a/2, b, c/2, limit), where alpha >= 1/255  <=>  sigma <= ln(opacity * 255).
+        self.integers = torch.cat([self.start, self.end, key_bases[:, None]], dim=1)
+        self.reals = torch.stack([*means2d.unbind(-1), *_conic_terms(conics), torch.log(opacities / ALPHA_THRESHOLD)],
+                                 dim=1)
 
     def slabs(self, num_images: int) -> list[Tensor]:
         """Entry indices split front to back, per image, into slabs of about ``_CANDIDATES_PER_SLAB``
-        candidate pixels over all images; each slab stays in (image, depth) order."""
+        (or ``_CANDIDATES_PER_PIXEL_PER_SLAB`` per pixel) candidates; each slab stays in (image, depth) order."""
         if len(self.images) == 0:
             return []
-        areas = self.sides.prod(-1)
+        areas = self.sides * self.sides
         before = torch.cumsum(areas, 0) - areas  # candidates before each entry, all images
         counts = torch.bincount(self.images, minlength=num_images)
         first = (torch.cumsum(counts, 0) - counts).clamp_max(len(areas) - 1)
         within = before - before[first][self.images]  # candidates before each entry in its image
-        slab = within // max(1, _CANDIDATES_PER_SLAB // num_images)
+        height, width = self.image_shape
+        budget = max(_CANDIDATES_PER_SLAB // num_images, _CANDIDATES_PER_PIXEL_PER_SLAB * height * width, 1)
+        slab = within // budget  # per image
         order = torch.argsort(slab, stable=True)
         return [part for part in order.split(torch.bincount(slab).tolist()) if len(part)]
 
@@ -243,24 +248,21 @@ class _EntryBoxes:
         Returns ``pixels [P]`` (``image * H * W + y * W + x``), ``entries [P]`` and ``sigma [P]``.
         """
         width = self.image_shape[1]
-        codes, group_of = torch.unique(self.shape_codes[members], return_inverse=True)
-        groups = members[torch.argsort(group_of)].split(torch.bincount(group_of, minlength=len(codes)).tolist())
+        sides, group_of = torch.unique(self.sides[members], return_inverse=True)
+        groups = members[torch.argsort(group_of)].split(torch.bincount(group_of, minlength=len(sides)).tolist())
         keys, sigmas = [], []
-        for group in groups:
-            box_w, box_h = self.sides[group[0]].tolist()
-            for step in group.split(max(1, _CANDIDATES_PER_STEP // (box_w * box_h))):
-                start, end = self.start[step], self.end[step]
-                xs = start[:, :1] + torch.arange(box_w, device=start.device)  # [n, box_w]
-                ys = start[:, 1:] + torch.arange(box_h, device=start.device)  # [n, box_h]
+        for side, group in zip(sides.tolist(), groups):  # entries whose evaluated block is side x side
+            offsets = torch.arange(side, device=group.device)
+            for step in group.split(max(1, _CANDIDATES_PER_STEP // (side * side))):
+                integers, reals = self.integers.index_select(0, step), self.reals.index_select(0, step)
+                xs, ys = integers[:, 0:1] + offsets, integers[:, 1:2] + offsets  # [n, side]
                 # Columns and rows past the clipped box get an infinite offset: their sigma is never kept.
-                mean = self.means2d[step]
-                dx = torch.where(xs < end[:, :1], mean[:, :1] - (xs.to(mean.dtype) + 0.5), math.inf)
-                dy = torch.where(ys < end[:, 1:], mean[:, 1:] - (ys.to(mean.dtype) + 0.5), math.inf)
-                sigma = _falloff(dx[:, None, :], dy[:, :, None], self.half_a[step, None, None],
-                                 self.b[step, None, None], self.half_c[step, None, None])
-                keep = (sigma >= 0) & (sigma <= self.limits[step, None, None])
-                key = (self.key_bases[step, None] + ((ys * width) << self.shift))[:, :, None] + \
-                    (xs << self.shift)[:, None, :]
+                dx = torch.where(xs < integers[:, 2:3], reals[:, 0:1] - (xs.to(reals.dtype) + 0.5), math.inf)
+                dy = torch.where(ys < integers[:, 3:4], reals[:, 1:2] - (ys.to(reals.dtype) + 0.5), math.inf)
+                half_a, b, half_c, limit = reals[:, 2:, None, None].unbind(1)  # each [n, 1, 1]
+                sigma = _falloff(dx[:, None, :], dy[:, :, None], half_a, b, half_c)
+                keep = (sigma >= 0) & (sigma <= limit)
+                key = (integers[:, 4:5] + ((ys * width) << self.shift))[:, :, None] + (xs << self.shift)[:, None, :]
                 keys.append(torch.masked_select(key, keep))
                 sigmas.append(torch.masked_select(sigma, keep))
         keys, order = torch.sort(torch.cat(keys))
@@ -283,10 +285,11 @@ class _Rasterize(torch.autograd.Function):
     ``opacities [E]``, ``features [E, C]``, ``images [E]``, ``radii [E, 2]``; ``image_shape``;
     ``num_images``. Outputs: ``blended [I * H * W, C] = sum_i w_i f_i`` and ``transmittance [I * H * W]``.
 
-    Each slab (about ``_CANDIDATES_PER_SLAB`` candidate pixels per chunk) is blended on top of the
+    Each slab (see :meth:`_EntryBoxes.slabs`) is blended on top of the
     transmittance the slabs in front left; pixels that stopped are skipped by later slabs, and
     entries whose box holds only stopped pixels are not listed at all. Backward walks the slabs
-    back to front and recomputes their terms from the drawn pairs it kept (8 bytes a pair).
+    back to front and recomputes their terms from what it kept: the drawn pairs (8 bytes each) and
+    each slab's log transmittance in front of it (one value per pixel).
     """
 
     @staticmethod
@@ -325,7 +328,7 @@ class _Rasterize(torch.autograd.Function):
                     drawn_pixels.append(torch.masked_select(slab_pixels[pairs], drawn).int())
                     drawn_entries.append(torch.masked_select(entries, drawn).int())
             if drawn_pixels:
-                saved.append((torch.cat(drawn_pixels), torch.cat(drawn_entries), in_front))
+                saved.append((torch.cat(drawn_pixels), torch.cat(drawn_entries), in_front.to(features.dtype)))
         transmittance = log_transmittance.exp().to(features.dtype)
         ctx.save_for_backward(means2d, conics, opacities, features, transmittance)
         ctx.slabs, ctx.image_shape, ctx.num_images = saved, image_shape, num_images
