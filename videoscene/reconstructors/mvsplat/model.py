@@ -16,7 +16,7 @@ from torch import nn
 from ...registry import RECONSTRUCTORS
 from ...structures import Gaussians
 from ..gaussian_adapter import GaussianAdapter, subpixel_coordinates
-from ..official_checkpoint import load_checkpoint
+from ..base import FeedForwardReconstructor
 from .backbone import MultiViewBackbone
 from .depth_predictor import DepthPredictor
 
@@ -42,7 +42,7 @@ class MVSplatOutput:
 
 
 @RECONSTRUCTORS.register_module(name='MVSplat')
-class MVSplat(nn.Module):
+class MVSplat(FeedForwardReconstructor):
     """MVSplat's encoder; defaults are the official ``re10k`` experiment configuration.
 
     Args:
@@ -65,6 +65,8 @@ class MVSplat(nn.Module):
     multiples of 16, ``extrinsics [B, V, 4, 4]`` OpenCV camera-to-world, ``intrinsics [B, V, 3, 3]``
     normalised, ``near``, ``far`` ``[B, V]``; V >= 2.
     """
+
+    name = 'MVSplat'
 
     def __init__(self, feature_channels: int = 128, num_transformer_layers: int = 6,
                  attn_splits: int = 2, num_depth_candidates: int = 128,
@@ -93,29 +95,11 @@ class MVSplat(nn.Module):
         if checkpoint is not None:
             self.load_official(checkpoint)
 
-    def load_official(self, source: str | Path | Mapping[str, torch.Tensor],
-                      allow_pickle: bool = False) -> MVSplat:
-        """Load official weights unchanged and strictly.
-
-        Args:
-            source: the official ``.ckpt`` (weights in ``['state_dict']`` with the prefix
-                ``encoder.``), such a checkpoint or state dict already loaded, or a ``.safetensors``
-                file from ``tools/convert_checkpoint.py`` (project keys).
-            allow_pickle: allow full unpickling of a trusted ``.ckpt``.
-
-        Raises:
-            CheckpointMismatchError: listing missing, unexpected and mis-shaped keys.
-        """
-        load_checkpoint(self, source, allow_pickle)
-        return self
-
-    def forward(self, context: Mapping[str, torch.Tensor]) -> Gaussians:
-        """Context views -> ``Gaussians`` with ``G = V * H * W`` (view-major, row-major)."""
-        return self.predict(context).gaussians
-
     def predict(self, context: Mapping[str, torch.Tensor]) -> MVSplatOutput:
         """Like :meth:`forward`, also returning the per-pixel depth ``[B, V, H, W]``."""
-        images, extrinsics, intrinsics, near, far = _check_context(context)
+        images, extrinsics, intrinsics, near, far = self.check_context(
+            context, SIZE_MULTIPLE, 'MVSplat works at 1/4 resolution with 2x2 attention windows '
+            'and U-Nets that downsample 16x')
         b, v, _, h, w = images.shape
 
         features, cnn_features = self.backbone(images, self.attn_splits)
@@ -133,35 +117,3 @@ class MVSplat(nn.Module):
             harmonics=params.harmonics.flatten(1, 2),
             opacities=params.opacities.flatten(1, 2))
         return MVSplatOutput(gaussians=gaussians, depths=prediction.depths)
-
-
-def _check_context(context: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """Validate keys, shapes and values; return image, extrinsics, intrinsics, near, far."""
-    keys = ('image', 'extrinsics', 'intrinsics', 'near', 'far')
-    missing = [key for key in keys if key not in context]
-    if missing:
-        raise KeyError(f'context lacks {missing}; MVSplat needs {list(keys)}')
-    images, extrinsics, intrinsics, near, far = (context[key] for key in keys)
-    if images.ndim != 5 or images.shape[2] != 3:
-        raise ValueError(f"context['image'] must be [B, V, 3, H, W], got {tuple(images.shape)}")
-    b, v, _, h, w = images.shape
-    if v < 2:
-        raise ValueError(f'MVSplat needs at least 2 context views, got {v}')
-    if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
-        raise ValueError(f'image height and width must be multiples of {SIZE_MULTIPLE} (MVSplat '
-                         f'works at 1/4 resolution with 2x2 attention windows and U-Nets that '
-                         f'downsample 16x), got H={h}, W={w}; crop or resize the context images')
-    expected = {'extrinsics': (b, v, 4, 4), 'intrinsics': (b, v, 3, 3), 'near': (b, v),
-                'far': (b, v)}
-    for key, shape in expected.items():
-        if tuple(context[key].shape) != shape:
-            raise ValueError(f"context['{key}'] must have shape {list(shape)} for images "
-                             f'{tuple(images.shape)}, got {tuple(context[key].shape)}')
-    for key in keys:
-        if not context[key].is_floating_point():
-            raise TypeError(f"context['{key}'] must be a floating-point tensor, got {context[key].dtype}")
-        if not torch.isfinite(context[key]).all():
-            raise ValueError(f"context['{key}'] contains non-finite values (NaN or inf)")
-    if not ((near > 0).all() and (far > near).all()):
-        raise ValueError(f'need 0 < near < far per view, got near={near.tolist()}, far={far.tolist()}')
-    return images, extrinsics, intrinsics, near, far

@@ -17,7 +17,7 @@ from torch import nn
 from ...registry import RECONSTRUCTORS
 from ...structures import Gaussians
 from ..gaussian_adapter import GaussianAdapter, subpixel_coordinates
-from ..official_checkpoint import load_checkpoint
+from ..base import FeedForwardReconstructor
 from .backbone import DinoResNetBackbone
 from .bounds import baseline_near_far
 from .depth_predictor import DepthPredictor
@@ -44,7 +44,7 @@ class PixelSplatOutput:
 
 
 @RECONSTRUCTORS.register_module(name='pixelSplat')
-class PixelSplat(nn.Module):
+class PixelSplat(FeedForwardReconstructor):
     """pixelSplat's encoder; defaults are the official ``re10k`` experiment configuration.
 
     Depth choice: in training mode ``gaussians_per_pixel`` buckets are sampled per pixel (``S = 3``
@@ -78,6 +78,8 @@ class PixelSplat(nn.Module):
     [B, 2, 3, 3]`` normalised, ``near``, ``far`` ``[B, 2]``.
     """
 
+    name = 'pixelSplat'
+
     def __init__(self, backbone_channels: int = 512, feature_channels: int = 128,
                  num_depth_buckets: int = 32, gaussians_per_pixel: int = 3,
                  epipolar_transformer: dict | None = None, sh_degree: int = 4,
@@ -104,30 +106,12 @@ class PixelSplat(nn.Module):
         if checkpoint is not None:
             self.load_official(checkpoint)
 
-    def load_official(self, source: str | Path | Mapping[str, torch.Tensor],
-                      allow_pickle: bool = False) -> PixelSplat:
-        """Load official weights unchanged and strictly.
-
-        Args:
-            source: the official ``.ckpt`` (weights in ``['state_dict']`` with the prefix
-                ``encoder.``), such a checkpoint or state dict already loaded, or a ``.safetensors``
-                file from ``tools/convert_checkpoint.py`` (project keys).
-            allow_pickle: allow full unpickling of a trusted ``.ckpt``.
-
-        Raises:
-            CheckpointMismatchError: listing missing, unexpected and mis-shaped keys.
-        """
-        load_checkpoint(self, source, allow_pickle)
-        return self
-
-    def forward(self, context: Mapping[str, torch.Tensor]) -> Gaussians:
-        """Context views -> ``Gaussians``, ``G = V * H * W * S`` (see :class:`PixelSplatOutput`)."""
-        return self.predict(context).gaussians
-
     def predict(self, context: Mapping[str, torch.Tensor]) -> PixelSplatOutput:
         """Like :meth:`forward`, also returning the depths ``[B, V, H, W, S]``."""
-        images, extrinsics, intrinsics, near, far = _check_context(
-            context, self.epipolar_transformer.size_multiple)
+        images, extrinsics, intrinsics, near, far = self.check_context(
+            context, self.epipolar_transformer.size_multiple,
+            'the epipolar transformer downscales the features and attends over patches of them',
+            min_views=NUM_VIEWS, max_views=NUM_VIEWS)
         b, v, _, h, w = images.shape
         if self.bounds_from_baseline:
             near, far = baseline_near_far(extrinsics, intrinsics, (h, w), self.near_disparity)
@@ -153,39 +137,3 @@ class PixelSplat(nn.Module):
                               harmonics=params.harmonics.flatten(1, 3),
                               opacities=params.opacities.flatten(1, 3))
         return PixelSplatOutput(gaussians=gaussians, depths=depth.depths.unflatten(2, (h, w)))
-
-
-def _check_context(context: Mapping[str, torch.Tensor],
-                   size_multiple: int) -> tuple[torch.Tensor, ...]:
-    """Validate keys, shapes and values; return image, extrinsics, intrinsics, near, far."""
-    keys = ('image', 'extrinsics', 'intrinsics', 'near', 'far')
-    missing = [key for key in keys if key not in context]
-    if missing:
-        raise KeyError(f'context lacks {missing}; pixelSplat needs {list(keys)}')
-    images, extrinsics, intrinsics, near, far = (context[key] for key in keys)
-    if images.ndim != 5 or images.shape[2] != 3:
-        raise ValueError(f"context['image'] must be [B, V, 3, H, W], got {tuple(images.shape)}")
-    b, v, _, h, w = images.shape
-    if v != NUM_VIEWS:
-        raise ValueError(f'pixelSplat takes exactly {NUM_VIEWS} context views (the official '
-                         f'checkpoints are two-view models), got {v}')
-    if h % size_multiple or w % size_multiple:
-        raise ValueError(f'image height and width must be multiples of {size_multiple} (the '
-                         f'epipolar transformer downscales the features and attends over patches '
-                         f'of them), got H={h}, W={w}; crop or resize the context images')
-    expected = {'extrinsics': (b, v, 4, 4), 'intrinsics': (b, v, 3, 3), 'near': (b, v),
-                'far': (b, v)}
-    for key, shape in expected.items():
-        if tuple(context[key].shape) != shape:
-            raise ValueError(f"context['{key}'] must have shape {list(shape)} for images "
-                             f'{tuple(images.shape)}, got {tuple(context[key].shape)}')
-    for key in keys:
-        if not context[key].is_floating_point():
-            raise TypeError(f"context['{key}'] must be a floating-point tensor, "
-                            f'got {context[key].dtype}')
-        if not torch.isfinite(context[key]).all():
-            raise ValueError(f"context['{key}'] contains non-finite values (NaN or inf)")
-    if not ((near > 0).all() and (far > near).all()):
-        raise ValueError(f'need 0 < near < far per view, got near={near.tolist()}, '
-                         f'far={far.tolist()}')
-    return images, extrinsics, intrinsics, near, far
