@@ -33,7 +33,8 @@ class Gaussians:
         means: ``[B, G, 3]`` centres.
         covariances: ``[B, G, 3, 3]`` world-space covariance matrices.
         harmonics: ``[B, G, 3, (d+1)^2]`` spherical-harmonic colour coefficients, RGB-major,
-            degree-major within each channel (real basis), in world space.
+            degree-major within each channel, in world space, in the real basis of 3D Gaussian
+            splatting (see :mod:`videoscene.renderers.spherical_harmonics`).
         opacities: ``[B, G]`` opacities in [0, 1].
     """
 
