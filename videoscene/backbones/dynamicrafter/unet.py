@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ...nn import Downsample, Upsample
 from .attention import TEXT_TOKENS, Attention, SpatialTransformer, TemporalTransformer
 
 __all__ = ['UNet3D', 'timestep_embedding']
@@ -93,28 +94,6 @@ class ResBlock(nn.Module):
             video = h.reshape(bt // num_frames, num_frames, c, height, width).transpose(1, 2)
             h = self.temopral_conv(video).transpose(1, 2).reshape(bt, c, height, width)
         return h
-
-
-class Downsample(nn.Module):
-    """Stride-2 3x3 convolution."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
-
-
-class Upsample(nn.Module):
-    """Nearest 2x upsampling then a 3x3 convolution."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2, mode='nearest'))
 
 
 class Stage(nn.ModuleList):

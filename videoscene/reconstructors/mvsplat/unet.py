@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ['group_norm', 'ResBlock', 'CrossViewAttention', 'Downsample', 'Upsample', 'UNet']
+from ...nn import Downsample, Upsample
+
+__all__ = ['group_norm', 'ResBlock', 'CrossViewAttention', 'UNet']
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -72,28 +74,6 @@ class CrossViewAttention(nn.Module):
         out = out.transpose(-1, -2).reshape(b, c, num_views, h * w).transpose(1, 2)
         out = self.norm(self.proj_out(out.reshape(bv, c, h * w)))
         return x + out.reshape(bv, c, h, w)
-
-
-class Downsample(nn.Module):
-    """Strided 3x3 convolution halving the resolution."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
-
-
-class Upsample(nn.Module):
-    """Nearest 2x upsampling followed by a 3x3 convolution."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2, mode='nearest'))
 
 
 class _Stage(nn.Sequential):
