@@ -236,3 +236,27 @@ class VideoBackbone(nn.Module, ABC):
         if latents.ndim != 5 or latents.shape[2] != self.latent_channels:
             raise ValueError(f'latents must be [B, f, {self.latent_channels}, h, w], '
                              f'got shape {tuple(latents.shape)}')
+
+    def check_condition_images(self, first: torch.Tensor, last: torch.Tensor | None,
+                               num_frames: int) -> tuple[int, int, int]:
+        """Raise unless ``first`` (and ``last``) are ``[B, 3, H, W]`` frames of a
+        ``num_frames``-frame video the VAE takes (first+last needs >= 2 latent frames).
+
+        Returns the latent ``(f, h, w)``.
+        """
+        if first.ndim != 4 or first.shape[1] != 3 or (last is not None and last.shape != first.shape):
+            raise ValueError(f'first and last must both be [B, 3, H, W], got {tuple(first.shape)}'
+                             f' and {None if last is None else tuple(last.shape)}')
+        frames = self.latent_frames(num_frames)
+        if last is not None and frames < 2:
+            raise ValueError(f'first+last conditioning needs at least 2 latent frames, got '
+                             f'{frames} for {num_frames} frames')
+        return (frames, *self.latent_size(*first.shape[-2:]))
+
+    def check_conditioning_matches(self, name: str, value: torch.Tensor,
+                                   x_t: torch.Tensor) -> None:
+        """Raise unless the conditioning latents ``value`` have the shape of ``x_t``."""
+        self.check_latents(x_t)
+        if value.shape != x_t.shape:
+            raise ValueError(f'{name} {tuple(value.shape)} does not match x_t {tuple(x_t.shape)}: '
+                             'build the conditioning for the same video size')

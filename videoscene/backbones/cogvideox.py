@@ -15,7 +15,6 @@ condition is a fixed precomputed prompt embedding (``tools/encode_prompt.py``); 
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import diffusers
@@ -30,7 +29,8 @@ from torch import nn
 
 from videoscene.registry import VIDEO_BACKBONES
 from .base import Conditioning, VideoBackbone
-from .loading import load_prompt_embedding, modules_of_type, read_json, require_folder
+from .loading import (load_prompt_embedding, modules_of_type, read_json, require_folder,
+                      save_model_folder)
 
 # Scheduler classes whose training schedule (betas, SNR shift, zero-SNR rescaling) our DDIM
 # reproduces; they differ only in how they sample, which the project does itself.
@@ -151,14 +151,8 @@ class CogVideoX(VideoBackbone):
                   augment: bool = False) -> Conditioning:
         """``{'image_latents' [B, f, C, h, w], 'prompt_embeds' [B, L, D]}``, laid out as in the
         module docstring."""
-        if first.ndim != 4 or first.shape[1] != 3 or (last is not None and last.shape != first.shape):
-            raise ValueError(f'first and last must both be [B, 3, H, W], got {tuple(first.shape)}'
-                             f' and {None if last is None else tuple(last.shape)}')
+        f, _, _ = self.check_condition_images(first, last, num_frames)
         images = first if last is None else torch.stack([first, last], dim=1).flatten(0, 1)
-        f = self.latent_frames(num_frames)
-        if last is not None and f < 2:
-            raise ValueError(f'first+last conditioning needs a video of more than 1 frame, got {num_frames}')
-        self.latent_size(*first.shape[-2:])
         batch = first.shape[0]
         pixels = images.to(self.device, torch.float32) * 2 - 1
         if augment:
@@ -180,11 +174,8 @@ class CogVideoX(VideoBackbone):
 
     # ------------------------------------------------------------------------- denoiser
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
-        self.check_latents(x_t)
         image_latents = conditioning['image_latents']
-        if image_latents.shape != x_t.shape:
-            raise ValueError(f'image_latents {tuple(image_latents.shape)} do not match x_t '
-                             f'{tuple(x_t.shape)}: build the conditioning for the same video size')
+        self.check_conditioning_matches("conditioning['image_latents']", image_latents, x_t)
         config = self.transformer.config
         batch, f, _, h, w = x_t.shape
         if config.use_learned_positional_embeddings and (h, w) != (config.sample_height,
@@ -226,10 +217,8 @@ class CogVideoX(VideoBackbone):
 
     def save_pretrained(self, out: str | Path) -> Path:
         """``out/{transformer,vae,scheduler}/`` and ``out/prompt_embeds.safetensors``."""
-        out = Path(out)
-        self.transformer.save_pretrained(out / 'transformer')
-        self.vae.save_pretrained(out / 'vae')
-        shutil.copytree(self.pretrained / 'scheduler', out / 'scheduler', dirs_exist_ok=True)
+        out = save_model_folder(out, {'transformer': self.transformer, 'vae': self.vae},
+                                self.pretrained, ['scheduler'])
         save_file({'prompt_embeds': self.prompt_embeds.float().cpu().contiguous()},
                   out / 'prompt_embeds.safetensors')
         return out

@@ -6,6 +6,8 @@ component of which model was expected; these checks run first and name it.
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
@@ -79,3 +81,16 @@ def load_prompt_embedding(path: str | Path, dim: int, length: int | None = None)
 def modules_of_type(network: nn.Module, kind: type) -> dict[str, nn.Module]:
     """Every submodule of ``network`` that is an instance of ``kind``, by qualified name."""
     return {name: module for name, module in network.named_modules() if isinstance(module, kind)}
+
+
+def save_model_folder(out: str | Path, networks: Mapping[str, nn.Module],
+                      source: str | Path, copied: Iterable[str]) -> Path:
+    """Write a ``from_pretrained`` folder: each of ``networks`` (diffusers/transformers models) into
+    ``out/<name>/`` with ``save_pretrained``, and the config-only subfolders ``copied`` (scheduler,
+    feature extractor) copied from the folder the backbone was loaded from, ``source``."""
+    out = Path(out)
+    for name, network in networks.items():
+        network.save_pretrained(out / name)
+    for name in copied:
+        shutil.copytree(Path(source) / name, out / name, dirs_exist_ok=True)
+    return out

@@ -23,7 +23,6 @@ Noise follows EDM; :class:`videoscene.schedulers.EulerScheduler` expresses it in
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
@@ -36,7 +35,7 @@ from transformers import CLIPVisionModelWithProjection
 
 from videoscene.registry import VIDEO_BACKBONES
 from .base import Conditioning, VideoBackbone
-from .loading import modules_of_type, read_json, require_folder
+from .loading import modules_of_type, read_json, require_folder, save_model_folder
 
 
 @VIDEO_BACKBONES.register_module(name='SVD')
@@ -164,13 +163,7 @@ class SVD(VideoBackbone):
                   augment: bool = False) -> Conditioning:
         """``{'image_embeds' [B, n, D], 'image_latents' [B, F, C, h, w], 'added_time_ids' [B, 3]}``
         with ``n`` = 1 (first frame) or 2 (first and last), laid out as in the module docstring."""
-        if first.ndim != 4 or first.shape[1] != 3 or (last is not None and last.shape != first.shape):
-            raise ValueError(f'first and last must both be [B, 3, H, W], got {tuple(first.shape)}'
-                             f' and {None if last is None else tuple(last.shape)}')
-        f = self.latent_frames(num_frames)
-        if last is not None and f < 2:
-            raise ValueError(f'first+last conditioning needs at least 2 frames, got {num_frames}')
-        self.latent_size(*first.shape[-2:])
+        f, _, _ = self.check_condition_images(first, last, num_frames)
         batch = first.shape[0]
         images = (first if last is None else torch.stack([first, last], 1).flatten(0, 1))
         images = images.to(self.device, torch.float32)
@@ -207,11 +200,8 @@ class SVD(VideoBackbone):
 
     # ------------------------------------------------------------------------- denoiser
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
-        self.check_latents(x_t)
         image_latents = conditioning['image_latents']
-        if image_latents.shape != x_t.shape:
-            raise ValueError(f'image_latents {tuple(image_latents.shape)} do not match x_t '
-                             f'{tuple(x_t.shape)}: build the conditioning for the same video size')
+        self.check_conditioning_matches("conditioning['image_latents']", image_latents, x_t)
         batch = x_t.shape[0]
         sample = torch.cat([x_t, image_latents], dim=2).to(self.device, self.dtype)
         noise_condition = self.noise_scheduler.noise_condition(t.cpu()).expand(batch)
@@ -232,10 +222,6 @@ class SVD(VideoBackbone):
 
     def save_pretrained(self, out: str | Path) -> Path:
         """``out/{unet,vae,image_encoder,feature_extractor,scheduler}/``."""
-        out = Path(out)
-        self.unet.save_pretrained(out / 'unet')
-        self.vae.save_pretrained(out / 'vae')
-        self.image_encoder.save_pretrained(out / 'image_encoder')
-        for folder in ('feature_extractor', 'scheduler'):
-            shutil.copytree(self.pretrained / folder, out / folder, dirs_exist_ok=True)
-        return out
+        return save_model_folder(
+            out, {'unet': self.unet, 'vae': self.vae, 'image_encoder': self.image_encoder},
+            self.pretrained, ['feature_extractor', 'scheduler'])

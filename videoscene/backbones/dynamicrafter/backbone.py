@@ -265,13 +265,7 @@ class DynamiCrafter(VideoBackbone):
         The image tokens are per frame only when ``F`` equals the resampler's ``video_length``
         (16); for other frame counts every frame attends to all of them, as in the official code.
         """
-        if first.ndim != 4 or first.shape[1] != 3 or (last is not None and last.shape != first.shape):
-            raise ValueError(f'first and last must both be [B, 3, H, W], got {tuple(first.shape)}'
-                             f' and {None if last is None else tuple(last.shape)}')
-        frames = self.latent_frames(num_frames)
-        if last is not None and frames < 2:
-            raise ValueError(f'first+last conditioning needs at least 2 frames, got {num_frames}')
-        h, w = self.latent_size(*first.shape[-2:])
+        frames, h, w = self.check_condition_images(first, last, num_frames)
         batch = first.shape[0]
         images = first[:, None] if last is None else torch.stack([first, last], dim=1)
         noise_shape = (*images.shape[:2], self.latent_channels, h, w)
@@ -301,11 +295,8 @@ class DynamiCrafter(VideoBackbone):
 
     # ------------------------------------------------------------------------- denoiser
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
-        self.check_latents(x_t)
         concat = conditioning['concat']
-        if concat.shape != x_t.shape:
-            raise ValueError(f"conditioning['concat'] {tuple(concat.shape)} does not match x_t "
-                             f'{tuple(x_t.shape)}: build the conditioning for the same video size')
+        self.check_conditioning_matches("conditioning['concat']", concat, x_t)
         sample = torch.cat([x_t, concat], dim=2).to(self.device, self.dtype).transpose(1, 2)
         t = torch.as_tensor(t, device=self.device).long().reshape(-1).expand(x_t.shape[0])
         output = self.unet(sample, t, conditioning['context'].to(self.device, self.dtype),
