@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...nn import Upsample
+
 __all__ = ['AutoencoderKL', 'DiagonalGaussian']
 
 
@@ -61,7 +63,8 @@ class AttnBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Stride-2 3x3 convolution after padding one pixel at the right and bottom."""
+    """Stride-2 3x3 convolution after padding one pixel at the right and bottom (unlike the U-Net
+    blocks of :mod:`videoscene.nn`, which pad symmetrically)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -69,17 +72,6 @@ class Downsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, (0, 1, 0, 1)))
-
-
-class Upsample(nn.Module):
-    """Nearest 2x upsampling then a 3x3 convolution."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode='nearest'))
 
 
 class MidBlock(nn.Module):
