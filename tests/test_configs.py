@@ -35,11 +35,14 @@ import argparse, importlib.util, sys
 sys.path.insert(0, {REPO!r})
 from videoscene.engine.config import load_config
 from videoscene.registry import TIMESTEP_POLICIES
+from videoscene.schedulers import DDIMScheduler
 sys.path[:] = [p for p in sys.path if p not in ({REPO!r}, '')]
 assert importlib.util.find_spec('projects') is None
 args = argparse.Namespace(config={REPO!r} + '/projects/example_policy/configs/truncated_normal_policy.py',
                           cfg_options={{}}, launcher='none', work_dir=None)
-print(type(TIMESTEP_POLICIES.build(load_config(args).policy)).__module__)
+policy = TIMESTEP_POLICIES.build(load_config(args).policy,
+                                 default_args=dict(scheduler=DDIMScheduler(), latent_channels=4))
+print(type(policy).__module__)
 """
     out = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, capture_output=True,
                          text=True)

@@ -15,10 +15,10 @@ import torch
 from videoscene.backbones.dynamicrafter import (TINY_DYNAMICRAFTER, AutoencoderKL, DynamiCrafter,
                                                 OpenCLIPImageEncoder, OpenCLIPTextEncoder,
                                                 Resampler, UNet3D, empty_prompt_tokens,
-                                                interpolate, sample, save_tiny_dynamicrafter,
-                                                schedule_buffers)
+                                                save_tiny_dynamicrafter, schedule_buffers)
 from videoscene.backbones.dynamicrafter.attention import Attention
 from videoscene.backbones.dynamicrafter.openclip import clip_preprocess
+from videoscene.pipelines.sampling import Guidance, denoise
 from videoscene.reconstructors.official_checkpoint import CheckpointMismatchError
 from videoscene.registry import VIDEO_BACKBONES
 
@@ -199,8 +199,9 @@ def test_openclip_encoders_match_golden(goldens):
 
 
 # ----------------------------------------------------------------------------- pipeline
-def test_interp_pipeline_matches_golden(goldens, backbone):
-    """The official 50-step Interp run (eta 1, CFG 7.5, rescale 0.7, fs 5), its draws replayed."""
+def test_interp_pipeline_matches_golden(goldens, backbone, monkeypatch):
+    """The official 50-step Interp run (eta 1, CFG 7.5, rescale 0.7, fs 5), its draws replayed
+    through the project's one sampling loop."""
     g = goldens['interp_pipeline']
     videos = g['inputs']['videos']                       # [B, 3, T, H, W] in [-1, 1]
     batch, _, frames = videos.shape[:3]
@@ -225,13 +226,19 @@ def test_interp_pipeline_matches_golden(goldens, backbone):
 
     args = g['sampling_args']
     scheduler = backbone.build_scheduler()
-    assert scheduler.timesteps(args['ddim_steps']).flip(0).tolist() == \
-        g['schedule']['ddim_timesteps'].tolist()
-    latents = sample(backbone, cond, uncond, num_steps=args['ddim_steps'], eta=args['ddim_eta'],
-                     guidance_scale=args['unconditional_guidance_scale'],
-                     guidance_rescale=args['guidance_rescale'], scheduler=scheduler,
-                     x_T=draws['x_T'].transpose(1, 2), step_noise=draws['step_noise'].transpose(2, 3),
-                     progress=False)
+    grid = scheduler.timesteps(args['ddim_steps'])
+    assert grid.flip(0).tolist() == g['schedule']['ddim_timesteps'].tolist()
+    guidance = Guidance(scale=args['unconditional_guidance_scale'], unconditional=uncond,
+                        rescale=args['guidance_rescale'])
+
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            return denoise(backbone, scheduler, draws['x_T'].transpose(1, 2), grid.tolist(), cond,
+                           guidance=guidance, eta=args['ddim_eta'],
+                           step_noise=draws['step_noise'].transpose(2, 3))
+
+    monkeypatch.setattr(backbone, 'official_final_step', True)
+    latents = run()
     check('sampled latents', latents, g['outputs']['samples_latent'].transpose(1, 2), 1e-4, 0)
     with torch.no_grad():
         video = backbone.first_stage_model.decode(latents.flatten(0, 1) / backbone.scale_factor)
@@ -240,14 +247,24 @@ def test_interp_pipeline_matches_golden(goldens, backbone):
     torch.testing.assert_close(backbone.decode(latents), ((reference_video + 1) / 2).clamp(0, 1),
                                atol=1e-4, rtol=0)
 
+    # By default the last estimate is brought back from scale_arr[19] to the data's scale: the
+    # official sample moves by sqrt(alpha_bar[0]) (1 / scale_arr[19] - 1) x0_19, nothing else.
+    monkeypatch.setattr(backbone, 'official_final_step', False)
+    difference = run() - latents
+    scale = backbone.scale_arr[grid[-1]].item()
+    assert 0.98 < scale < 0.99
+    ab0 = scheduler.alphas_cumprod[0].item()
+    x0_last = difference / (ab0 ** 0.5 * (1 / scale - 1))
+    # that x0 estimate is the official sample minus its noise part, so it is close to the sample
+    torch.testing.assert_close(x0_last, latents, atol=0.05 * latents.abs().max().item(), rtol=0)
 
-def test_interpolate_is_seeded_and_returns_video(backbone):
-    g = torch.Generator().manual_seed(0)
-    first, last = torch.rand(1, 3, 64, 96, generator=g), torch.rand(1, 3, 64, 96, generator=g)
-    runs = [interpolate(backbone, first, last, num_frames=4, num_steps=2, progress=False,
-                        generator=torch.Generator().manual_seed(seed)) for seed in (1, 1, 2)]
-    assert runs[0].shape == (1, 4, 3, 64, 96) and 0 <= runs[0].min() and runs[0].max() <= 1
-    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+def test_step_scale_follows_the_dynamic_rescale(backbone):
+    s = backbone.scale_arr
+    torch.testing.assert_close(backbone.step_scale(torch.tensor([999, 300]), torch.tensor([979, 280])),
+                               torch.stack([s[979] / s[999], s[280] / s[300]]))
+    assert torch.allclose(backbone.step_scale(549, -1), 1 / s[549:550])     # one-step leap
+    torch.testing.assert_close(backbone.clean_scale(torch.tensor([0, 549])), s[[0, 549]])
 
 
 def test_predict_is_the_unet_on_the_official_layout(goldens, backbone):

@@ -14,6 +14,7 @@ from videoscene.backbones.dynamicrafter.tiny import save_tiny_dynamicrafter
 from videoscene.backbones.tiny import save_tiny_cogvideox, save_tiny_svd
 from videoscene.registry import (DOMAIN_REGISTRIES, MODELS, OPTIM_WRAPPERS, TIMESTEP_POLICIES,
                                  UnknownTypeError)
+from videoscene.schedulers import DDIMScheduler
 
 
 
@@ -41,6 +42,8 @@ BUILD_ARGS: dict[tuple[str, str], Callable[[Path], dict]] = {
     ('view sampler', 'evaluation'): _evaluation_index,
     ('view sampler', 'video'): _evaluation_index,
     ('view sampler', 'fixed'): lambda folder: dict(context=[0, 10], target=[5]),
+    **{('timestep policy', name): lambda folder: dict(scheduler=DDIMScheduler(), latent_channels=4)
+       for name in ('fixed', 'random', 'DDPNet')},
 }
 
 
@@ -67,7 +70,8 @@ def test_every_domain_entry_builds_from_config(registry_name, entry, tmp_path):
 
 def test_unknown_type_lists_valid_entries():
     with pytest.raises(UnknownTypeError) as info:
-        TIMESTEP_POLICIES.build(dict(type='fixd', t=3))
+        TIMESTEP_POLICIES.build(dict(type='fixd', t=3), default_args=dict(
+            scheduler=DDIMScheduler(), latent_channels=4))
     message = str(info.value)
     assert "'fixd'" in message and 'fixed' in message and 'random' in message
     assert 'custom_imports' in message

@@ -93,3 +93,32 @@ def test_bad_arguments_are_named():
         build(prediction_type='flow')
     with pytest.raises(ValueError, match='< 1000'):
         build().add_noise(torch.zeros(1, 2), torch.zeros(1, 2), 1000)
+
+
+def test_consistency_scalings_match_diffusers_lcm():
+    from diffusers import LCMScheduler
+    ours, ref = build(), LCMScheduler(timestep_scaling=10.0)
+    t = torch.tensor([0, 1, 19, 549, 999])
+    c_skip, c_out = ours.consistency_scalings(t, torch.zeros(5, 3, 2, 2, 2, dtype=torch.float64))
+    assert c_skip.shape == (5, 1, 1, 1, 1)
+    for i, step in enumerate(t.tolist()):
+        skip, out = ref.get_scalings_for_boundary_condition_discrete(step)
+        assert abs(c_skip[i].item() - skip) < 1e-12 and abs(c_out[i].item() - out) < 1e-12
+    assert c_skip[0].item() == 1 and c_out[0].item() == 0     # the boundary: f(x, 0) = x
+
+
+def test_solver_grid_is_lcms_and_leap_grid_descends_from_the_start():
+    from diffusers import LCMScheduler
+    ours = build()
+    ref = LCMScheduler(original_inference_steps=50)
+    ref.set_timesteps(50)        # all 50 of LCM's original grid, descending
+    assert ours.solver_timesteps(50).tolist() == sorted(ref.timesteps.tolist())
+    assert ours.solver_timesteps(50).tolist()[:3] == [19, 39, 59]
+    assert ours.leap_timesteps(549, 1).tolist() == [549]
+    grid = ours.leap_timesteps(549, 4).tolist()
+    assert grid[0] == 549 and grid == sorted(grid, reverse=True) and len(set(grid)) == 4
+    assert grid[-1] < 549 / 4 + 1
+    with pytest.raises(ValueError, match='leap start'):
+        ours.leap_timesteps(1000, 1)
+    with pytest.raises(ValueError, match='steps from t=3'):
+        ours.leap_timesteps(3, 5)

@@ -6,7 +6,9 @@
 Tokenises the prompt as CogVideoX's pipelines do (padded and truncated to ``--max-length`` tokens,
 special tokens added), runs transformers' ``T5EncoderModel`` from the local folder and writes the
 last hidden state ``[1, max_length, d_model]`` under the key ``prompt_embeds`` (the prompt is
-kept in the file's metadata).  Give the file to ``CogVideoX(prompt_embedding=...)``.
+kept in the file's metadata).  Give the file to ``CogVideoX(prompt_embedding=...)``; the embedding
+of the empty prompt (``--prompt ""``) is the unconditional branch for classifier-free guidance,
+``CogVideoX(negative_prompt_embedding=...)``.
 """
 from __future__ import annotations
 

@@ -11,6 +11,12 @@ exposes them in the project's conventions:
 * the conditioning is a ``dict[str, Tensor]`` whose keys are the backbone's own, every tensor with
   the batch first, so callers can move, index or repeat it without knowing the backbone.
 
+A backbone is a frozen shell (VAE, condition encoders, prompt embeddings) around a denoiser.
+``forward(x_t, t, conditioning)`` runs the denoiser with the backbone's own weights;
+:meth:`VideoBackbone.predict` can replace the trained tensors (:meth:`VideoBackbone.trained_tensors`)
+by another set, ``params``, while every frozen tensor is shared.  That is how one backbone plays
+the teacher, the student and the EMA target of distillation with the frozen weights held once.
+
 Inputs are cast to the backbone's dtype at its boundary and every tensor it returns is float32,
 so scheduler arithmetic stays in full precision whatever the network runs in.
 """
@@ -18,12 +24,14 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from mmengine.logging import print_log
 from torch import nn
+from torch.func import functional_call
 
 Conditioning = dict[str, torch.Tensor]
 
@@ -141,9 +149,9 @@ class VideoBackbone(nn.Module, ABC):
         """
 
     @abstractmethod
-    def predict(self, x_t: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
         """The network output (of :attr:`prediction_type`) for noisy latents ``x_t [B, f, C, h, w]``
-        at timesteps ``t [B]``; same layout as ``x_t``."""
+        at timesteps ``t [B]``; same layout as ``x_t``.  Use :meth:`predict` to swap weights."""
 
     @abstractmethod
     def denoiser(self) -> nn.Module:
@@ -159,6 +167,37 @@ class VideoBackbone(nn.Module, ABC):
         trained with, read from the model folder."""
 
     # ----------------------------------------------------------------------------- shared
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, conditioning: Conditioning,
+                params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """:meth:`forward`, with ``params`` (names as in :meth:`trained_tensors`) standing in for
+        those tensors; every other tensor is the backbone's own, shared, not copied."""
+        if params is None:
+            return self(x_t, t, conditioning)
+        unknown = set(params) - set(self.trained_tensors())
+        if unknown:
+            raise KeyError(f'params name tensors that are not trained tensors of '
+                           f'{type(self).__name__}: {sorted(unknown)[:5]}')
+        return functional_call(self, dict(params), (x_t, t, conditioning))
+
+    def trained_tensors(self) -> dict[str, nn.Parameter]:
+        """The parameters that train (``requires_grad``), by name in the backbone."""
+        return {name: p for name, p in self.named_parameters() if p.requires_grad}
+
+    def unconditional(self, conditioning: Conditioning) -> Conditioning:
+        """The classifier-free-guidance counterpart of ``conditioning`` (same keys and shapes)."""
+        raise NotImplementedError(f'{type(self).__name__} has no unconditional conditioning, so '
+                                  'classifier-free guidance is unavailable: use guidance_scale=1')
+
+    def clean_scale(self, t: torch.Tensor | int) -> torch.Tensor:
+        """``[B]`` factor on the clean latents the denoiser was trained to see at ``t``: it learnt
+        ``x_t = add_noise(clean_scale(t) * x0, noise, t)`` (1 unless a backbone rescales)."""
+        return torch.ones(torch.as_tensor(t).reshape(-1).shape)
+
+    def step_scale(self, t: torch.Tensor | int, t_prev: torch.Tensor | int) -> torch.Tensor:
+        """``[B]`` factor on the clean estimate made at ``t`` before stepping to ``t_prev``
+        (``t_prev < 0``: the final, clean sample); 1 unless a backbone rescales."""
+        return torch.ones(torch.as_tensor(t).reshape(-1).shape)
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

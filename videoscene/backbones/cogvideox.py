@@ -51,12 +51,16 @@ class CogVideoX(VideoBackbone):
         dtype, vae_tiling, vae_slicing: see :class:`VideoBackbone`.
         image_noise_log_sigma: ``(mean, std)`` of ``log sigma`` for the noise augmentation of the
             condition images when ``condition(..., augment=True)``; ``None`` forbids augmenting.
+        negative_prompt_embedding: the embedding of the empty (or a negative) prompt, same format
+            as ``prompt_embedding`` (``tools/encode_prompt.py --prompt ""``); it is the
+            unconditional branch of classifier-free guidance (None: no guidance).
     """
 
     def __init__(self, pretrained: str | Path, prompt_embedding: str | Path,
                  dtype: str | torch.dtype = 'float32', vae_tiling: bool = False,
                  vae_slicing: bool = False,
-                 image_noise_log_sigma: tuple[float, float] | None = (-3.0, 0.5)) -> None:
+                 image_noise_log_sigma: tuple[float, float] | None = (-3.0, 0.5),
+                 negative_prompt_embedding: str | Path | None = None) -> None:
         super().__init__(dtype, vae_tiling, vae_slicing)
         self.pretrained = Path(pretrained)
         what = f'CogVideoX at {pretrained}'
@@ -89,6 +93,9 @@ class CogVideoX(VideoBackbone):
         length = config.max_text_seq_length if config.use_learned_positional_embeddings else None
         embedding = load_prompt_embedding(prompt_embedding, config.text_embed_dim, length)
         self.register_buffer('prompt_embeds', embedding, persistent=False)
+        self.register_buffer('negative_prompt_embeds', None if negative_prompt_embedding is None else
+                             load_prompt_embedding(negative_prompt_embedding, config.text_embed_dim,
+                                                   embedding.shape[1]), persistent=False)
 
         self.vae.requires_grad_(False)
         if vae_tiling:
@@ -172,8 +179,16 @@ class CogVideoX(VideoBackbone):
         return {'image_latents': image_latents,
                 'prompt_embeds': self.prompt_embeds.expand(batch, -1, -1)}
 
+    def unconditional(self, conditioning: Conditioning) -> Conditioning:
+        """``conditioning`` with the negative prompt embedding (same image latents), as CogVideoX's
+        pipelines guide."""
+        if self.negative_prompt_embeds is None:
+            return super().unconditional(conditioning)
+        batch = conditioning['prompt_embeds'].shape[0]
+        return {**conditioning, 'prompt_embeds': self.negative_prompt_embeds.expand(batch, -1, -1)}
+
     # ------------------------------------------------------------------------- denoiser
-    def predict(self, x_t: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
         image_latents = conditioning['image_latents']
         self.check_conditioning_matches("conditioning['image_latents']", image_latents, x_t)
         config = self.transformer.config
@@ -216,9 +231,14 @@ class CogVideoX(VideoBackbone):
         return dict(type='DDIM', **self._scheduler_config)
 
     def save_pretrained(self, out: str | Path) -> Path:
-        """``out/{transformer,vae,scheduler}/`` and ``out/prompt_embeds.safetensors``."""
+        """``out/{transformer,vae,scheduler}/``, ``out/prompt_embeds.safetensors`` and, with a
+        negative prompt, ``out/negative_prompt_embeds.safetensors``."""
         out = save_model_folder(out, {'transformer': self.transformer, 'vae': self.vae},
                                 self.pretrained, ['scheduler'])
-        save_file({'prompt_embeds': self.prompt_embeds.float().cpu().contiguous()},
-                  out / 'prompt_embeds.safetensors')
+        embeddings = {'prompt_embeds': self.prompt_embeds, 'negative_prompt_embeds':
+                      self.negative_prompt_embeds}
+        for name, embedding in embeddings.items():
+            if embedding is not None:
+                save_file({'prompt_embeds': embedding.float().cpu().contiguous()},
+                          out / f'{name}.safetensors')
         return out

@@ -199,7 +199,7 @@ class SVD(VideoBackbone):
         return normalised.to(self.dtype)
 
     # ------------------------------------------------------------------------- denoiser
-    def predict(self, x_t: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
         image_latents = conditioning['image_latents']
         self.check_conditioning_matches("conditioning['image_latents']", image_latents, x_t)
         batch = x_t.shape[0]

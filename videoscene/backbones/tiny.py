@@ -16,8 +16,9 @@ def save_tiny_cogvideox(out: str | Path, height: int = 32, width: int = 32, num_
                         num_layers: int = 2, heads: int = 2, head_dim: int = 16,
                         text_dim: int = 32, text_length: int = 8, learned_positions: bool = False,
                         seed: int = 0) -> Path:
-    """A CogVideoX I2V folder (``transformer/``, ``vae/``, ``scheduler/``) plus a random
-    ``prompt_embeds.safetensors`` ``[1, text_length, text_dim]``.
+    """A CogVideoX I2V folder (``transformer/``, ``vae/``, ``scheduler/``) plus random
+    ``prompt_embeds.safetensors`` and ``negative_prompt_embeds.safetensors``
+    ``[1, text_length, text_dim]``.
 
     The VAE has CogVideoX's 4x temporal compression with 3 blocks (4x spatial), 4 latent channels.
     ``height``, ``width``, ``num_frames`` set the transformer's sample size (which matters only with
@@ -44,8 +45,9 @@ def save_tiny_cogvideox(out: str | Path, height: int = 32, width: int = 32, num_
     vae.save_pretrained(out / 'vae')
     transformer.save_pretrained(out / 'transformer')
     scheduler.save_pretrained(out / 'scheduler')
-    save_file({'prompt_embeds': torch.randn(1, text_length, text_dim)},
-              out / 'prompt_embeds.safetensors')
+    for name in ('prompt_embeds', 'negative_prompt_embeds'):
+        save_file({'prompt_embeds': torch.randn(1, text_length, text_dim)},
+                  out / f'{name}.safetensors')
     return out
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from mmengine.model import BaseModel
 from torch import Tensor
-from tqdm import tqdm
 
 from videoscene.backbones import VideoBackbone
+from videoscene.pipelines.sampling import Guidance, denoise
 from videoscene.registry import MODELS, VIDEO_BACKBONES
 
 
@@ -54,13 +54,16 @@ class InterpolationTeacher(BaseModel):
         augment_conditions: noise-augment the condition images (the backbone's training
             augmentation, e.g. CogVideoX's ``log sigma ~ N(-3, 0.5)``).
         timestep_range: training timesteps are drawn uniformly from ``[low, high)``.
+        sample_steps: DDIM steps from pure noise in ``mode='predict'``.
+        guidance_scale: classifier-free guidance in ``mode='predict'`` (1: none; needs the
+            backbone's :meth:`~VideoBackbone.unconditional`).
         data_preprocessor: MMEngine data preprocessor config (moves the batch to the device).
     """
 
     def __init__(self, backbone: dict | VideoBackbone, trainable: str = 'attention',
                  gradient_checkpointing: bool = False, augment_conditions: bool = True,
-                 timestep_range: tuple[int, int] | None = None,
-                 data_preprocessor: dict | None = None) -> None:
+                 timestep_range: tuple[int, int] | None = None, sample_steps: int = 50,
+                 guidance_scale: float = 1.0, data_preprocessor: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
         self.backbone = backbone if isinstance(backbone, VideoBackbone) else VIDEO_BACKBONES.build(backbone)
         self.scheduler = self.backbone.build_scheduler()
@@ -72,11 +75,14 @@ class InterpolationTeacher(BaseModel):
         if not 0 <= low < high <= T:
             raise ValueError(f'timestep_range must satisfy 0 <= low < high <= {T}, got {(low, high)}')
         self.timestep_range = (low, high)
+        self.sample_steps = sample_steps
+        self.guidance_scale = guidance_scale
 
     def forward(self, context: dict[str, Tensor], target: dict[str, Tensor], scene=None,
                 mode: str = 'loss') -> dict[str, Tensor] | list[dict]:
-        """``mode='loss'``: ``{'loss': v-MSE}``; ``'predict'``: :meth:`sample` 50-step videos, one dict
-        per sample; ``'tensor'``: ``(output, training target)`` latents ``[B, f, C, h, w]``."""
+        """``mode='loss'``: ``{'loss': v-MSE}``; ``'predict'``: :meth:`sample` videos
+        (``sample_steps`` from noise), one dict per sample; ``'tensor'``: ``(output, training
+        target)`` latents ``[B, f, C, h, w]``."""
         video = scene_video(context, target)
         if mode == 'predict':
             generated = self.sample(video[:, 0], video[:, -1], video.shape[1])
@@ -97,21 +103,22 @@ class InterpolationTeacher(BaseModel):
                                                    augment=self.augment_conditions and self.training)
         noise = torch.randn_like(x0)
         t = torch.randint(*self.timestep_range, (len(x0),), device=x0.device)
+        x0 = x0 * self.backbone.clean_scale(t).to(x0).reshape(-1, 1, 1, 1, 1)
         x_t = self.scheduler.add_noise(x0, noise, t)
-        output = self.backbone.predict(x_t, t, conditioning)
+        output = self.backbone(x_t, t, conditioning)
         return output, self.scheduler.training_target(x0, noise, t)
 
     @torch.no_grad()
-    def sample(self, first: Tensor, last: Tensor, num_frames: int, steps: int = 50,
+    def sample(self, first: Tensor, last: Tensor, num_frames: int, steps: int | None = None,
                generator: torch.Generator | None = None) -> Tensor:
-        """A ``[B, F, 3, H, W]`` video from ``first``/``last`` ``[B, 3, H, W]`` by ``steps`` DDIM steps
-        from pure noise (no guidance)."""
+        """A ``[B, F, 3, H, W]`` video from ``first``/``last`` ``[B, 3, H, W]`` by ``steps`` (default
+        ``sample_steps``) DDIM steps from pure noise."""
         conditioning = self.backbone.condition(first, last, num_frames)
+        guidance = (Guidance(self.guidance_scale, self.backbone.unconditional(conditioning))
+                    if self.guidance_scale != 1 else None)
         shape = (len(first), *self.backbone.latent_shape(num_frames, *first.shape[-2:]))
-        x = torch.randn(shape, generator=generator, device=first.device)
-        grid = self.scheduler.timesteps(steps).tolist()
-        for t, t_prev in tqdm(zip(grid, grid[1:] + [-1]), total=steps, desc='sampling', leave=False):
-            t_batch = torch.full((len(x),), t, device=x.device, dtype=torch.long)
-            output = self.backbone.predict(x, t_batch, conditioning)
-            x = self.scheduler.ddim_step(output, x, t_batch, t_prev)
-        return self.backbone.decode(x)
+        x = torch.randn(shape, generator=generator).to(first.device)
+        grid = self.scheduler.timesteps(steps or self.sample_steps).tolist()
+        latents = denoise(self.backbone, self.scheduler, x, grid, conditioning, guidance=guidance,
+                          progress=True)
+        return self.backbone.decode(latents)

@@ -1,5 +1,6 @@
-from .base import TimestepPolicy
+from .base import Decision, GridPolicy, TimestepPolicy
+from .ddpnet import DDPNet
 from .fixed import FixedTimestep
 from .random import RandomTimestep
 
-__all__ = ['TimestepPolicy', 'FixedTimestep', 'RandomTimestep']
+__all__ = ['DDPNet', 'Decision', 'FixedTimestep', 'GridPolicy', 'RandomTimestep', 'TimestepPolicy']

@@ -1,27 +1,20 @@
 """Uniformly random leap timesteps: the no-policy baseline for DDPNet ablations."""
 from __future__ import annotations
 
-import math
-
 import torch
 
 from videoscene.registry import TIMESTEP_POLICIES
 
-from .base import TimestepPolicy
+from .base import GridPolicy
 
 
 @TIMESTEP_POLICIES.register_module(name='random')
-class RandomTimestep(TimestepPolicy):
-    """``t ~ U{low, ..., high}`` independently per sample (both ends included)."""
+class RandomTimestep(GridPolicy):
+    """``t`` uniform over the candidate grid (see :class:`~.base.GridPolicy`), independently per
+    sample, in training and in eval."""
 
-    def __init__(self, low: int = 0, high: int = 999) -> None:
-        super().__init__()
-        if not 0 <= low <= high:
-            raise ValueError(f'need 0 <= low <= high, got low={low}, high={high}')
-        self.low, self.high = low, high
+    greedy_in_eval = False
 
-    def select(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = latents.shape[0]
-        t = torch.randint(self.low, self.high + 1, (batch,), device=latents.device)
-        log_prob = torch.full((batch,), -math.log(self.high - self.low + 1), device=latents.device)
-        return t, log_prob
+    def distribution(self, latents: torch.Tensor) -> torch.distributions.Categorical:
+        return torch.distributions.Categorical(
+            logits=latents.new_zeros(latents.shape[0], len(self.candidates)))

@@ -147,6 +147,39 @@ class DDIMScheduler:
         direction = (1 - ab_prev - variance).clamp(min=0).sqrt()
         return ab_prev.sqrt() * x0 + direction * eps + variance.sqrt() * noise.to(x0)
 
+    def consistency_scalings(self, t: torch.Tensor | int, like: torch.Tensor,
+                             timestep_scaling: float = 10.0,
+                             sigma_data: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boundary scalings ``(c_skip, c_out)`` of a consistency model at ``t``, shaped like
+        :meth:`alpha_bar`: with ``s = timestep_scaling * t``, ``c_skip = sd^2 / (s^2 + sd^2)`` and
+        ``c_out = s / sqrt(s^2 + sd^2)``, so ``c_skip x_t + c_out x0`` is ``x_t`` at ``t = 0``
+        (the LCM recipe: ``sigma_data = 0.5``, scaling 10)."""
+        t = torch.as_tensor(t, device=like.device).reshape(-1).to(like.dtype)
+        s = timestep_scaling * t.clamp(min=0)
+        c_skip = sigma_data ** 2 / (s ** 2 + sigma_data ** 2)
+        c_out = s / (s ** 2 + sigma_data ** 2).sqrt()
+        shape = (-1, *([1] * (like.ndim - 1)))
+        return c_skip.reshape(shape), c_out.reshape(shape)
+
+    def solver_timesteps(self, num_steps: int) -> torch.Tensor:
+        """The ascending solver grid of consistency distillation, ``k-1, 2k-1, ..., T-1`` with
+        skip ``k = T / num_steps`` (``round(i k) - 1`` for ``i = 1..num_steps``, as LCM's DDIM
+        solver): a teacher step from a grid point ``t`` lands on ``t - k``."""
+        n, T = num_steps, self.num_train_timesteps
+        if not 1 <= n <= T:
+            raise ValueError(f'solver steps must be in [1, {T}], got {n}')
+        return (torch.arange(1, n + 1, dtype=torch.float64) * (T / n)).round().long() - 1
+
+    def leap_timesteps(self, start: int, num_steps: int) -> torch.Tensor:
+        """``num_steps`` descending timesteps from the leap start ``start`` towards 0, evenly
+        spaced (``start`` first; the sampler's last step lands on the clean sample)."""
+        T = self.num_train_timesteps
+        if not 0 <= start < T:
+            raise ValueError(f'leap start must be in [0, {T - 1}], got {start}')
+        if not 1 <= num_steps <= start + 1:
+            raise ValueError(f'steps from t={start} must be in [1, {start + 1}], got {num_steps}')
+        return torch.linspace(start, 0, num_steps + 1, dtype=torch.float64)[:-1].round().long()
+
     def timesteps(self, num_inference_steps: int) -> torch.Tensor:
         """The descending inference grid of ``num_inference_steps`` integer timesteps."""
         n, T = num_inference_steps, self.num_train_timesteps
