@@ -190,12 +190,8 @@ class VideoBackbone(nn.Module, ABC):
 
     def clean_scale(self, t: torch.Tensor | int) -> torch.Tensor:
         """``[B]`` factor on the clean latents the denoiser was trained to see at ``t``: it learnt
-        ``x_t = add_noise(clean_scale(t) * x0, noise, t)`` (1 unless a backbone rescales)."""
-        return torch.ones(torch.as_tensor(t).reshape(-1).shape)
-
-    def step_scale(self, t: torch.Tensor | int, t_prev: torch.Tensor | int) -> torch.Tensor:
-        """``[B]`` factor on the clean estimate made at ``t`` before stepping to ``t_prev``
-        (``t_prev < 0``: the final, clean sample); 1 unless a backbone rescales."""
+        ``x_t = add_noise(clean_scale(t) * x0, noise, t)``; 1 for ``t < 0`` (the clean sample) and
+        1 everywhere unless a backbone rescales (DynamiCrafter)."""
         return torch.ones(torch.as_tensor(t).reshape(-1).shape)
 
     @property

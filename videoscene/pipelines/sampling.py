@@ -22,7 +22,7 @@ from tqdm import tqdm
 from videoscene.backbones import VideoBackbone
 from videoscene.backbones.base import Conditioning
 
-__all__ = ['Guidance', 'rescale_guidance', 'estimate', 'denoise']
+__all__ = ['Guidance', 'rescale_guidance', 'estimate', 'step', 'denoise']
 
 
 @dataclass
@@ -55,8 +55,8 @@ def estimate(backbone: VideoBackbone, scheduler, x_t: torch.Tensor, t: torch.Ten
              consistency: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x0, eps)`` from one (or, guided, two) network evaluations at ``(x_t, t [B])``.
 
-    ``x0`` is the clean estimate in the scale the denoiser sees at ``t`` (see
-    :meth:`VideoBackbone.clean_scale`); ``consistency=True`` applies the boundary scalings
+    ``x0`` is the clean estimate in the data's scale (divided by
+    :meth:`VideoBackbone.clean_scale`); ``consistency=True`` then applies the boundary scalings
     ``c_skip x_t + c_out x0`` of a consistency model (the distilled student and its target).
     ``params`` replaces the backbone's trained tensors (teacher / student / target roles).
     """
@@ -66,7 +66,7 @@ def estimate(backbone: VideoBackbone, scheduler, x_t: torch.Tensor, t: torch.Ten
         guided = unguided + guidance.scale * (output - unguided)
         output = (rescale_guidance(guided, output, guidance.rescale) if guidance.rescale > 0
                   else guided)
-    x0 = scheduler.to_x0(output, x_t, t)
+    x0 = scheduler.to_x0(output, x_t, t) / _per_sample(backbone.clean_scale(t), x_t)
     eps = scheduler.to_eps(output, x_t, t)
     if consistency:
         c_skip, c_out = scheduler.consistency_scalings(t, x_t)
@@ -77,9 +77,10 @@ def estimate(backbone: VideoBackbone, scheduler, x_t: torch.Tensor, t: torch.Ten
 def step(backbone: VideoBackbone, scheduler, x0: torch.Tensor, eps: torch.Tensor,
          t: torch.Tensor, t_prev: torch.Tensor | int, eta: float = 0.0,
          noise: torch.Tensor | None = None) -> torch.Tensor:
-    """The DDIM/Euler update ``x_t -> x_{t_prev}`` from the estimates made at ``t``, the clean one
-    rescaled by the backbone first (:meth:`VideoBackbone.step_scale`)."""
-    x0 = x0 * _per_sample(backbone.step_scale(t, t_prev), x0)
+    """The DDIM/Euler update ``x_t -> x_{t_prev}`` from the estimates made at ``t`` (``x0`` in the
+    data's scale, brought to the scale the denoiser sees at ``t_prev``)."""
+    t_prev = torch.as_tensor(t_prev).reshape(-1).expand(len(x0))
+    x0 = x0 * _per_sample(backbone.clean_scale(t_prev), x0)
     return scheduler.ddim_update(x0, eps, t, t_prev, eta, noise)
 
 

@@ -109,8 +109,6 @@ class DynamiCrafter(VideoBackbone):
         linear_start, linear_end, num_timesteps, base_scale, turning_step: the diffusion schedule
             and dynamic-rescale curve (the 512 config's values).
         fps: frame-rate condition given to the UNet (5 in the official interpolation script).
-        official_final_step: keep the last clean estimate at ``scale_arr[t]`` as the official
-            sampler does, instead of undoing the dynamic rescale (see :meth:`step_scale`).
         allow_pickle: read the checkpoint with full unpickling (trusted files only).
         dtype, vae_slicing: see :class:`VideoBackbone`; ``vae_slicing`` encodes and decodes one
             video at a time. There is no tiled VAE mode.
@@ -123,8 +121,7 @@ class DynamiCrafter(VideoBackbone):
                  image_encoder: dict | None = None, resampler: dict | None = None,
                  scale_factor: float = 0.18215, linear_start: float = 0.00085,
                  linear_end: float = 0.012, num_timesteps: int = 1000, base_scale: float = 0.7,
-                 turning_step: int = 400, fps: int = 5, official_final_step: bool = False,
-                 allow_pickle: bool = False,
+                 turning_step: int = 400, fps: int = 5, allow_pickle: bool = False,
                  dtype: str | torch.dtype = 'float32', vae_tiling: bool = False,
                  vae_slicing: bool = False) -> None:
         if vae_tiling:
@@ -146,7 +143,6 @@ class DynamiCrafter(VideoBackbone):
         self.latent_channels = self.first_stage_model.post_quant_conv.in_channels
         self.scale_factor = scale_factor
         self.fps = fps
-        self.official_final_step = official_final_step
         self._schedule = dict(num_train_timesteps=num_timesteps, beta_start=linear_start,
                               beta_end=linear_end)
         unet_in = self.unet.input_blocks[0][0].in_channels
@@ -318,23 +314,15 @@ class DynamiCrafter(VideoBackbone):
                     rescale_betas_zero_snr=True, timestep_spacing='trailing',
                     set_alpha_to_one=False, **self._schedule)
 
-    def _scale(self, t: torch.Tensor | int) -> torch.Tensor:
-        """``scale_arr[t]`` ``[B]`` for timesteps ``0 <= t < T``."""
-        t = torch.as_tensor(t).long().reshape(-1).cpu()
-        if (t < 0).any() or (t >= len(self.scale_arr)).any():
-            raise ValueError(f'timesteps must be in [0, {len(self.scale_arr)}), got {t.tolist()}')
-        return self.scale_arr.detach().cpu().float()[t]
-
     def clean_scale(self, t: torch.Tensor | int) -> torch.Tensor:
-        """DynamiCrafter trains on ``scale_arr[t] * x0`` (its dynamic rescale)."""
-        return self._scale(t)
-
-    def step_scale(self, t: torch.Tensor | int, t_prev: torch.Tensor | int) -> torch.Tensor:
-        """``scale_arr[t_prev] / scale_arr[t]`` as the official sampler rescales each ``x0``
-        estimate; towards the clean sample (``t_prev < 0``) ``1 / scale_arr[t]`` undoes the rescale
-        (the official sampler leaves its last estimate at ``scale_arr[t]``, about 0.986 x at
-        ``t = 19``, which would be 0.7 x after a one-step leap) unless ``official_final_step``."""
-        t_prev = torch.as_tensor(t_prev).long().reshape(-1).cpu()
-        scale = self._scale(t)
-        final = torch.ones_like(scale) if self.official_final_step else 1 / scale
-        return torch.where(t_prev < 0, final, self._scale(t_prev.clamp(min=0)) / scale)
+        """``scale_arr[t]`` ``[B]`` (1 for ``t < 0``): DynamiCrafter trains on ``scale_arr[t] * x0``
+        (its dynamic rescale), and its sampler rescales every clean estimate made at ``t`` by
+        ``scale_arr[t_prev] / scale_arr[t]``, which is what the project's sampler does with this
+        factor.  Unlike the official sampler, the last estimate is brought back to the data's
+        scale (the official one stays at ``scale_arr[t]``: 0.986 x at ``t = 19``, 0.7 x after a
+        one-step leap)."""
+        t = torch.as_tensor(t).long().reshape(-1).cpu()
+        if (t >= len(self.scale_arr)).any():
+            raise ValueError(f'timesteps must be < {len(self.scale_arr)}, got {t.tolist()}')
+        scale = self.scale_arr.detach().cpu().float()[t.clamp(min=0)]
+        return torch.where(t < 0, torch.ones_like(scale), scale)
