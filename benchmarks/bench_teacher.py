@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, default_collate
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from videoscene.models.teacher import scene_video  # noqa: E402
+from videoscene.models.views import scene_views  # noqa: E402
 from videoscene.registry import DATASETS, MODELS  # noqa: E402
 
 BINS = ((0, 250), (250, 500), (500, 750), (750, 1000))
@@ -63,7 +63,7 @@ def main() -> None:
     torch.manual_seed(0)
     with torch.no_grad():
         for b, batch in zip(range(args.batches), loader):
-            video = scene_video(batch['context'], batch['target'])
+            video = scene_views(batch['context'], batch['target'])['image']
             x0 = teacher.backbone.encode(video)
             conditioning = teacher.backbone.condition(video[:, 0], video[:, -1], video.shape[1])
             weight = torch.linspace(0, 1, x0.shape[1])[None, :, None, None, None]

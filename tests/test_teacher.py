@@ -6,7 +6,8 @@ import torch
 from mmengine.config import Config
 
 from videoscene.backbones.tiny import save_tiny_cogvideox
-from videoscene.models.teacher import InterpolationTeacher, scene_video
+from videoscene.models.teacher import InterpolationTeacher
+from videoscene.models.views import scene_views
 from videoscene.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -29,24 +30,24 @@ def views(index, size=4):
     return {'image': image, 'index': index}
 
 
-def test_scene_video_brackets_targets_with_the_context_pair():
-    video = scene_video(views([[10, 18], [0, 8]]), views([[12, 11, 13, 14, 15, 16, 17], [1, 2, 3, 4, 5, 6, 7]]))
+def test_scene_views_brackets_targets_with_the_context_pair():
+    video = scene_views(views([[10, 18], [0, 8]]), views([[12, 11, 13, 14, 15, 16, 17], [1, 2, 3, 4, 5, 6, 7]]))['image']
     assert video.shape == (2, 9, 3, 4, 4)
     assert video[0, :, 0, 0, 0].mul(100).round().tolist() == list(range(10, 19))
     assert video[1, :, 0, 0, 0].mul(100).round().tolist() == list(range(0, 9))
 
 
-def test_scene_video_merges_context_frames_repeated_as_targets():
+def test_scene_views_merges_context_frames_repeated_as_targets():
     # the RE10K video benchmark lists the context frames among the targets
-    video = scene_video(views([[2, 10]]), views([[2, 4, 6, 8, 10]]))
+    video = scene_views(views([[2, 10]]), views([[2, 4, 6, 8, 10]]))['image']
     assert video[0, :, 0, 0, 0].mul(100).round().tolist() == [2, 4, 6, 8, 10]
 
 
-def test_scene_video_errors():
+def test_scene_views_errors():
     with pytest.raises(ValueError, match='between the two context frames'):
-        scene_video(views([[2, 10]]), views([[4, 12]]))
+        scene_views(views([[2, 10]]), views([[4, 12]]))['image']
     with pytest.raises(ValueError, match='different frame counts'):
-        scene_video(views([[2, 10], [2, 10]]), views([[2, 4], [3, 4]]))
+        scene_views(views([[2, 10], [2, 10]]), views([[2, 4], [3, 4]]))['image']
 
 
 def scene_batch(batch=2, frames=9, size=16):

@@ -16,31 +16,7 @@ from torch import Tensor
 from videoscene.backbones import VideoBackbone
 from videoscene.pipelines.sampling import Guidance, denoise
 from videoscene.registry import MODELS, VIDEO_BACKBONES
-
-
-def scene_video(context: dict[str, Tensor], target: dict[str, Tensor]) -> Tensor:
-    """The batch's views in frame order, ``[B, F, 3, H, W]``, bracketed by the context pair.
-
-    ``context``/``target`` are collated view dicts (``image [B, V, 3, H, W]``, ``index [B, V]``).
-    """
-    images = torch.cat([context['image'], target['image']], dim=1)
-    index = torch.cat([context['index'], target['index']], dim=1)
-    order = index.argsort(dim=1, stable=True)
-    index = index.gather(1, order)
-    keep = torch.ones_like(index, dtype=torch.bool)
-    keep[:, 1:] = index[:, 1:] != index[:, :-1]  # a context frame repeated as a target
-    counts = keep.sum(dim=1)
-    if (counts != counts[0]).any():
-        raise ValueError(f'samples of the batch have different frame counts {counts.tolist()} '
-                         'once context frames repeated as targets are merged')
-    lo, hi = context['index'].min(dim=1).values, context['index'].max(dim=1).values
-    if (index[:, 0] != lo).any() or (index[:, -1] != hi).any():
-        raise ValueError('target frames must lie between the two context frames (inclusive) so that '
-                         f'the context pair brackets the video; got context {context["index"].tolist()}'
-                         f' and targets spanning {index[:, 0].tolist()}..{index[:, -1].tolist()}')
-    rows = torch.arange(len(images), device=images.device)[:, None]
-    ordered = images[rows, order]
-    return ordered[keep].reshape(len(images), int(counts[0]), *images.shape[2:])
+from .views import scene_views
 
 
 @MODELS.register_module()
@@ -83,7 +59,7 @@ class InterpolationTeacher(BaseModel):
         """``mode='loss'``: ``{'loss': v-MSE}``; ``'predict'``: :meth:`sample` videos
         (``sample_steps`` from noise), one dict per sample; ``'tensor'``: ``(output, training
         target)`` latents ``[B, f, C, h, w]``."""
-        video = scene_video(context, target)
+        video = scene_views(context, target)['image']
         if mode == 'predict':
             generated = self.sample(video[:, 0], video[:, -1], video.shape[1])
             return [{'video': g, 'target_video': v} for g, v in zip(generated, video)]

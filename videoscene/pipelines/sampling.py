@@ -13,7 +13,7 @@ Latents are ``[B, f, C, h, w]``; timesteps are integer indices of the backbone's
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -51,18 +51,27 @@ def _per_sample(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def estimate(backbone: VideoBackbone, scheduler, x_t: torch.Tensor, t: torch.Tensor,
              conditioning: Conditioning, *, params: Mapping[str, torch.Tensor] | None = None,
-             guidance: Guidance | None = None,
-             consistency: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+             guidance: Guidance | None = None, consistency: bool = False,
+             network: Callable[..., torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x0, eps)`` from one (or, guided, two) network evaluations at ``(x_t, t [B])``.
 
     ``x0`` is the clean estimate in the data's scale (divided by
     :meth:`VideoBackbone.clean_scale`); ``consistency=True`` then applies the boundary scalings
     ``c_skip x_t + c_out x0`` of a consistency model (the distilled student and its target).
-    ``params`` replaces the backbone's trained tensors (teacher / student / target roles).
+    ``params`` replaces the backbone's trained tensors (teacher / student / target roles);
+    ``network`` computes the output instead of ``backbone.predict`` (distillation passes its
+    DDP-wrapped backbone, so the student's gradients are synchronised).
     """
-    output = backbone.predict(x_t, t, conditioning, params)
+    def predict(cond: Conditioning) -> torch.Tensor:
+        if network is not None:
+            return network(x_t, t, cond)
+        return backbone.predict(x_t, t, cond, params)
+
+    if network is not None and params is not None:
+        raise ValueError('give network or params, not both')
+    output = predict(conditioning)
     if guidance is not None and guidance.scale != 1.0:
-        unguided = backbone.predict(x_t, t, guidance.unconditional, params)
+        unguided = predict(guidance.unconditional)
         guided = unguided + guidance.scale * (output - unguided)
         output = (rescale_guidance(guided, output, guidance.rescale) if guidance.rescale > 0
                   else guided)
@@ -79,40 +88,43 @@ def step(backbone: VideoBackbone, scheduler, x0: torch.Tensor, eps: torch.Tensor
          noise: torch.Tensor | None = None) -> torch.Tensor:
     """The DDIM/Euler update ``x_t -> x_{t_prev}`` from the estimates made at ``t`` (``x0`` in the
     data's scale, brought to the scale the denoiser sees at ``t_prev``)."""
-    t_prev = torch.as_tensor(t_prev).reshape(-1).expand(len(x0))
+    t_prev = torch.as_tensor(t_prev, device=x0.device).reshape(-1).expand(len(x0))
     x0 = x0 * _per_sample(backbone.clean_scale(t_prev), x0)
     return scheduler.ddim_update(x0, eps, t, t_prev, eta, noise)
 
 
-def denoise(backbone: VideoBackbone, scheduler, x: torch.Tensor, timesteps: Sequence[int],
-            conditioning: Conditioning, *, params: Mapping[str, torch.Tensor] | None = None,
-            guidance: Guidance | None = None, consistency: bool = False, eta: float = 0.0,
-            generator: torch.Generator | None = None, step_noise: torch.Tensor | None = None,
-            progress: bool = False) -> torch.Tensor:
-    """Clean latents from ``x [B, f, C, h, w]`` at ``timesteps[0]``, one update per timestep.
+def denoise(backbone: VideoBackbone, scheduler, x: torch.Tensor,
+            timesteps: Sequence[int] | torch.Tensor, conditioning: Conditioning, *,
+            params: Mapping[str, torch.Tensor] | None = None, guidance: Guidance | None = None,
+            consistency: bool = False, eta: float = 0.0, generator: torch.Generator | None = None,
+            step_noise: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
+    """Clean latents from ``x [B, f, C, h, w]`` at the first timestep, one update per timestep.
 
     Args:
-        timesteps: descending integer timesteps; the last update lands on the clean sample.
-            ``[t]`` is the one-step leap; ``scheduler.leap_timesteps(t, n)`` n steps from a leap
-            start; ``scheduler.timesteps(n)`` the n-step sampler from pure noise.
+        timesteps: descending integer timesteps ``[S]``, or ``[B, S]`` (one row per sample, e.g.
+            each from its own leap start); the last update lands on the clean sample.  ``[t]`` is
+            the one-step leap; ``scheduler.leap_timesteps(t, n)`` n steps from a leap start;
+            ``scheduler.timesteps(n)`` the n-step sampler from pure noise.
         eta: 0 for deterministic DDIM; > 0 adds ``step_noise[i]`` (or noise drawn from
             ``generator`` on the CPU) at step ``i``.
-        step_noise: ``[len(timesteps), B, f, C, h, w]``, e.g. to replay a recorded run.
+        step_noise: ``[S, B, f, C, h, w]``, e.g. to replay a recorded run.
     """
-    grid = [int(t) for t in timesteps]
-    if not grid or any(a <= b for a, b in zip(grid, grid[1:])):
-        raise ValueError(f'timesteps must be a non-empty descending list, got {grid}')
-    if step_noise is not None and tuple(step_noise.shape) != (len(grid), *x.shape):
-        raise ValueError(f'step_noise must be {(len(grid), *x.shape)}, got {tuple(step_noise.shape)}')
-    batch = len(x)
-    for i, (t, t_prev) in enumerate(tqdm(list(zip(grid, grid[1:] + [-1])), desc='denoising',
-                                         disable=not progress, leave=False)):
-        t_batch = torch.full((batch,), t, dtype=torch.long, device=x.device)
-        x0, eps = estimate(backbone, scheduler, x, t_batch, conditioning, params=params,
+    grid = torch.as_tensor(timesteps, dtype=torch.long).cpu()
+    grid = grid.expand(len(x), -1) if grid.ndim == 1 else grid
+    if grid.ndim != 2 or grid.shape[0] != len(x) or grid.shape[1] == 0 or \
+            (grid[:, 1:] >= grid[:, :-1]).any():
+        raise ValueError(f'timesteps must be descending, [S] or [{len(x)}, S], got {grid.tolist()}')
+    steps = grid.shape[1]
+    if step_noise is not None and tuple(step_noise.shape) != (steps, *x.shape):
+        raise ValueError(f'step_noise must be {(steps, *x.shape)}, got {tuple(step_noise.shape)}')
+    grid = torch.cat([grid, grid.new_full((len(x), 1), -1)], dim=1).to(x.device)
+    for i in tqdm(range(steps), desc='denoising', disable=not progress, leave=False):
+        t, t_prev = grid[:, i], grid[:, i + 1]
+        x0, eps = estimate(backbone, scheduler, x, t, conditioning, params=params,
                            guidance=guidance, consistency=consistency)
         noise = None
         if eta > 0:
             noise = (step_noise[i] if step_noise is not None
                      else torch.randn(x.shape, generator=generator)).to(x)
-        x = step(backbone, scheduler, x0, eps, t_batch, t_prev, eta, noise)
+        x = step(backbone, scheduler, x0, eps, t, t_prev, eta, noise)
     return x

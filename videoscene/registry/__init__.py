@@ -67,19 +67,20 @@ def _domain(name: str, location: str) -> VideoSceneRegistry:
 
 
 # Children of MMEngine's roots: what the Runner builds.
-MODELS = _child(mm.MODELS, 'model', 'videoscene.models')
+MODELS = _child(mm.MODELS, 'model', 'videoscene.models', 'videoscene.distillation')
 MODEL_WRAPPERS = _child(mm.MODEL_WRAPPERS, 'model_wrapper')
 WEIGHT_INITIALIZERS = _child(mm.WEIGHT_INITIALIZERS, 'weight initializer')
 DATASETS = _child(mm.DATASETS, 'dataset', 'videoscene.datasets')
 DATA_SAMPLERS = _child(mm.DATA_SAMPLERS, 'data sampler', 'videoscene.datasets')
 TRANSFORMS = _child(mm.TRANSFORMS, 'transform', 'videoscene.datasets')
-HOOKS = _child(mm.HOOKS, 'hook', 'videoscene.engine')
+HOOKS = _child(mm.HOOKS, 'hook', 'videoscene.engine', 'videoscene.distillation')
 LOOPS = _child(mm.LOOPS, 'loop', 'videoscene.engine')
 METRICS = _child(mm.METRICS, 'metric', 'videoscene.evaluation')
 EVALUATOR = _child(mm.EVALUATOR, 'evaluator', 'videoscene.evaluation')
 OPTIMIZERS = _child(mm.OPTIMIZERS, 'optimizer')
 OPTIM_WRAPPERS = _child(mm.OPTIM_WRAPPERS, 'optim_wrapper')
-OPTIM_WRAPPER_CONSTRUCTORS = _child(mm.OPTIM_WRAPPER_CONSTRUCTORS, 'optimizer wrapper constructor')
+OPTIM_WRAPPER_CONSTRUCTORS = _child(mm.OPTIM_WRAPPER_CONSTRUCTORS, 'optimizer wrapper constructor',
+                                    'videoscene.distillation')
 PARAM_SCHEDULERS = _child(mm.PARAM_SCHEDULERS, 'parameter scheduler')
 VISUALIZERS = _child(mm.VISUALIZERS, 'visualizer', 'videoscene.visualization')
 VISBACKENDS = _child(mm.VISBACKENDS, 'vis_backend', 'videoscene.visualization')
