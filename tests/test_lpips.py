@@ -233,3 +233,21 @@ def test_model_without_lpips_logs_once_and_trains_on_mse(monkeypatch, vgg_file,
     GaussianReconstruction(reconstructor=dict(type=LearnableColours),
                            lpips=dict(vgg_checkpoint=vgg_file))
     assert len(messages) == 1
+
+
+def test_ssim_matches_the_mvsplat_formula_on_known_cases():
+    from skimage.metrics import structural_similarity
+
+    from videoscene.evaluation import ssim
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 3, 24, 24)
+    assert torch.allclose(ssim(image, image), torch.ones(2, 3))
+    noisy = (image + 0.2 * torch.randn_like(image)).clamp(0, 1)
+    values = ssim(noisy, image)
+    assert values.shape == (2, 3) and (values < 0.95).all() and (values > 0.3).all()
+    # independent evaluation of one image with the settings spelled out per channel
+    x, y = noisy[1, 2].double().numpy(), image[1, 2].double().numpy()
+    per_channel = [structural_similarity(x[c], y[c], win_size=11, gaussian_weights=True,
+                                         sigma=1.5, use_sample_covariance=False, data_range=1.0)
+                   for c in range(3)]
+    assert abs(values[1, 2].item() - sum(per_channel) / 3) < 1e-6

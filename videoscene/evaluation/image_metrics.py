@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
+from skimage.metrics import structural_similarity
 
 from videoscene.registry import METRICS
 
@@ -19,6 +21,24 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
                          f'{tuple(target.shape)} must have the same shape')
     mse = (prediction.clamp(0, 1) - target).pow(2).flatten(-3).mean(-1)
     return -10 * torch.log10(mse)
+
+
+def ssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SSIM of images in [0, 1], one value per image: ``[..., 3, H, W] -> [...]``.
+
+    scikit-image's ``structural_similarity`` with MVSplat's (and pixelSplat's) settings: an 11 x 11
+    Gaussian window (sigma 1.5), ``data_range=1``, channels averaged.  Images smaller than 11
+    pixels on a side are refused by scikit-image.
+    """
+    if prediction.shape != target.shape:
+        raise ValueError(f'prediction {tuple(prediction.shape)} and target '
+                         f'{tuple(target.shape)} must have the same shape')
+    a = prediction.detach().clamp(0, 1).double().cpu().reshape(-1, *prediction.shape[-3:]).numpy()
+    b = target.detach().double().cpu().reshape(-1, *target.shape[-3:]).numpy()
+    values = [structural_similarity(x, y, win_size=11, gaussian_weights=True, channel_axis=0,
+                                    data_range=1.0) for x, y in zip(a, b)]
+    return torch.from_numpy(np.asarray(values, dtype=np.float64)).float().reshape(
+        prediction.shape[:-3])
 
 
 @METRICS.register_module()
