@@ -248,6 +248,6 @@ def test_ssim_matches_the_mvsplat_formula_on_known_cases():
     # independent evaluation of one image with the settings spelled out per channel
     x, y = noisy[1, 2].double().numpy(), image[1, 2].double().numpy()
     per_channel = [structural_similarity(x[c], y[c], win_size=11, gaussian_weights=True,
-                                         sigma=1.5, use_sample_covariance=False, data_range=1.0)
+                                         sigma=1.5, use_sample_covariance=True, data_range=1.0)
                    for c in range(3)]
     assert abs(values[1, 2].item() - sum(per_channel) / 3) < 1e-6
