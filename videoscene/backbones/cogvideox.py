@@ -29,6 +29,7 @@ from torch import nn
 
 from videoscene.registry import VIDEO_BACKBONES
 from .base import Conditioning, VideoBackbone
+from .pixel_unshuffle_vae import PixelUnshuffleVAE
 from .loading import (load_prompt_embedding, modules_of_type, read_json, require_folder,
                       save_model_folder)
 
@@ -45,7 +46,9 @@ class CogVideoX(VideoBackbone):
     conditioning.
 
     Args:
-        pretrained: local model folder with ``transformer/``, ``vae/`` and ``scheduler/``.
+        pretrained: local model folder with ``transformer/``, ``vae/`` and ``scheduler/``; a tiny
+            model's ``vae/`` may hold a :class:`~.pixel_unshuffle_vae.PixelUnshuffleVAE` instead
+            of CogVideoX's VAE (latents = pixel blocks of every frame, no temporal compression).
         prompt_embedding: ``.safetensors`` / ``.pt`` file with the prompt embedding
             ``[1, max_text_seq_length, text_embed_dim]`` (``tools/encode_prompt.py``).
         dtype, vae_tiling, vae_slicing: see :class:`VideoBackbone`.
@@ -65,29 +68,43 @@ class CogVideoX(VideoBackbone):
         self.pretrained = Path(pretrained)
         what = f'CogVideoX at {pretrained}'
         require_folder(pretrained, 'transformer', ('config.json',), what)
-        require_folder(pretrained, 'vae', ('config.json',), what)
+        vae_folder = require_folder(pretrained, 'vae', ('config.json',), what, weights=False)
+        pixel_vae = PixelUnshuffleVAE.is_saved_in(vae_folder)   # tiny models only
+        if not pixel_vae:
+            require_folder(pretrained, 'vae', ('config.json',), what)
         scheduler_folder = require_folder(pretrained, 'scheduler', ('scheduler_config.json',), what,
                                           weights=False)
         self.transformer = CogVideoXTransformer3DModel.from_pretrained(pretrained,
                                                                        subfolder='transformer',
                                                                        low_cpu_mem_usage=False)
-        self.vae = AutoencoderKLCogVideoX.from_pretrained(pretrained, subfolder='vae',
-                                                       low_cpu_mem_usage=False)
+        self.vae = (PixelUnshuffleVAE.from_pretrained(vae_folder) if pixel_vae else
+                    AutoencoderKLCogVideoX.from_pretrained(pretrained, subfolder='vae',
+                                                           low_cpu_mem_usage=False))
         self._scheduler_config = self._read_scheduler(scheduler_folder)
         self.prediction_type = self._scheduler_config['prediction_type']
 
-        config, vae_config = self.transformer.config, self.vae.config
+        config = self.transformer.config
         if config.patch_size_t is not None or config.ofs_embed_dim is not None:
             raise ValueError(f'{what}: transformer has patch_size_t={config.patch_size_t}, ofs_embed_dim='
                              f'{config.ofs_embed_dim} (CogVideoX 1.5); only the 1.0 layout (both None) '
                              'is supported')
-        self.latent_channels = vae_config.latent_channels
+        if pixel_vae:
+            if vae_tiling or vae_slicing:
+                raise ValueError(f'{what}: its PixelUnshuffleVAE works pixel block by pixel block; '
+                                 'vae_tiling and vae_slicing do not apply to it')
+            vae = self.vae
+            self.latent_channels, self.scaling_factor = vae.latent_channels, vae.scaling_factor
+            self.temporal_factor = vae.temporal_compression_ratio
+            self.spatial_factor = vae.spatial_compression_ratio
+        else:
+            vae_config = self.vae.config
+            self.latent_channels = vae_config.latent_channels
+            self.scaling_factor = vae_config.scaling_factor
+            self.temporal_factor = vae_config.temporal_compression_ratio
+            self.spatial_factor = 2 ** (len(vae_config.block_out_channels) - 1)
         if config.in_channels != 2 * self.latent_channels:
             raise ValueError(f'{what}: transformer in_channels={config.in_channels}; an image-to-video '
                              f'model needs 2 x {self.latent_channels} (noisy latents + image latents)')
-        self.scaling_factor = vae_config.scaling_factor
-        self.temporal_factor = vae_config.temporal_compression_ratio
-        self.spatial_factor = 2 ** (len(vae_config.block_out_channels) - 1)
         self.image_noise_log_sigma = image_noise_log_sigma
 
         length = config.max_text_seq_length if config.use_learned_positional_embeddings else None
@@ -125,9 +142,12 @@ class CogVideoX(VideoBackbone):
 
         The VAE encodes any ``4k + 1`` frames, but its decoder only inverts an odd latent count:
         ``f`` even decodes to ``4 f`` frames (13 frames -> 4 latents -> 16 frames), so such
-        videos cannot round-trip and are rejected here.
+        videos cannot round-trip and are rejected here.  Without temporal compression (the
+        pixel-unshuffle VAE of tiny models) every frame is a latent frame.
         """
         k = self.temporal_factor
+        if k == 1 and num_frames >= 1:
+            return num_frames
         if num_frames < 1 or (num_frames - 1) % (2 * k):
             raise ValueError(f"CogVideoX's VAE needs {2 * k}k+1 frames (1, {2 * k + 1}, {4 * k + 1}, ..., 49)"
                              f' so that it decodes back to the same count, got {num_frames}')
