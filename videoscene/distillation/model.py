@@ -4,7 +4,7 @@ One training step (:meth:`LeapFlowDistillation.train_step`):
 
 1. render the 3D prior: the frozen reconstructor's Gaussians from the two context views, rendered
    at the cameras of the sample's frames (the ground-truth path, so the render and the true video
-   are frame-aligned);
+   are frame-aligned); a sample may carry these renders precomputed (a render cache);
 2. encode the render and the true video once, without gradient; condition on the true first and
    last frames;
 3. the policy picks the leap timestep ``t`` from the render latents (with its log-probability);
@@ -213,7 +213,12 @@ class LeapFlowDistillation(BaseModel):
         return losses, log
 
     def render(self, context: dict, views: dict) -> Tensor:
-        """Step 1: ``[B, F, 3, H, W]`` renders of the frozen reconstruction at the frames' cameras."""
+        """Step 1: ``[B, F, 3, H, W]`` renders of the frozen reconstruction at the frames' cameras.
+
+        Views that carry ``'render'`` (``context['render']`` and ``target['render']``, made
+        beforehand with this frozen reconstructor and renderer) are used as they are."""
+        if 'render' in views:
+            return views['render']
         gaussians = self.reconstructor(context)
         return self.renderer.render(gaussians, views['extrinsics'], views['intrinsics'],
                                     tuple(views['image'].shape[-2:]), views['near'],
