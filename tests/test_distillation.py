@@ -216,3 +216,16 @@ def test_the_ablations_swap_by_config_alone(folder, repo_root):
         assert type(model.policy).__name__ == {'DDPNet': 'DDPNet', 'random': 'RandomTimestep'}[policy]
         assert model.leap_flow is leap and (policy == 'DDPNet') == model.policy_learns
     assert max(model.policy.candidates) == 799
+
+
+def test_re10k_config_follows_the_paper(repo_root):
+    cfg = Config.fromfile(f'{repo_root}/configs/distillation/cogvideox_re10k.py')
+    assert cfg.model.type == 'LeapFlowDistillation' and cfg.model.trainable == 'attention'
+    assert cfg.model.reconstructor.type == 'MVSplat' and cfg.model.policy.type == 'DDPNet'
+    assert cfg.train_cfg.max_iters == 20_000
+    hooks = {hook.type: hook for hook in cfg.custom_hooks}
+    assert hooks['PolicyScheduleHook'].train_iters == 4000 and 'TargetEMAHook' in hooks
+    assert cfg.model_wrapper_cfg.type == 'MMSeparateDistributedDataParallel'
+    assert cfg.optim_wrapper.student.optimizer.type == 'AdamW'
+    assert cfg.train_dataloader.dataset.view_sampler.num_targets + 2 == 49
+    assert cfg.test_dataloader.dataset.view_sampler.num_frames == 49
