@@ -1,4 +1,5 @@
-"""Relative pose of an image pair (SIFT + essential matrix) on a ray-cast synthetic pair."""
+"""Relative pose of an image pair: accuracy on ray-cast pairs and on the synthetic default's pairs,
+model selection on a planar wall, and refusals (never a raw OpenCV/numpy error) on degenerate pairs."""
 import math
 
 import cv2
@@ -6,7 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from videoscene.geometry.pose_estimation import (PoseEstimationError, RelativePose, default_intrinsics,
+from videoscene.datasets.chunks import decode_image, encode_image
+from videoscene.datasets.synthetic import SyntheticSpec, draw_scene
+from videoscene.errors import CameraError, InputError
+from videoscene.geometry.cameras import intrinsics_from_fov, pixel_centers, project, unproject
+from videoscene.geometry.pose_estimation import (MatchReport, PoseEstimationError, RelativePose, default_intrinsics,
                                                  estimate_relative_pose)
 from videoscene.geometry.rotations import so3_exp, so3_log
 
@@ -142,7 +147,8 @@ def test_unrelated_noise_images_are_refused_with_their_names():
     generator = torch.Generator().manual_seed(0)
     noise0 = torch.rand(3, HEIGHT, WIDTH, generator=generator)
     noise1 = torch.rand(3, HEIGHT, WIDTH, generator=generator)
-    with pytest.raises(PoseEstimationError, match=r"'a\.png' and 'b\.png': \d+ SIFT matches pass the ratio test"):
+    with pytest.raises(PoseEstimationError, match=r"'a\.png' and 'b\.png': cannot estimate the relative pose: \d+ SIFT "
+                                                  r'matches pass the ratio test'):
         estimate_relative_pose(noise0, noise1, names=('a.png', 'b.png'))
 
 
@@ -154,18 +160,128 @@ def test_flat_grey_images_are_refused():
 
 def test_too_few_inliers_are_refused_with_the_counts(default_pair):
     (image0, image1), _ = default_pair
-    with pytest.raises(PoseEstimationError, match=r'\d+ of \d+ matches are essential-matrix inliers '
+    with pytest.raises(PoseEstimationError, match=r'\d+ essential-matrix and \d+ homography inliers of \d+ matches '
                                                   r'\(at least 100000 needed\)'):
-        estimate_relative_pose(image0, image1, min_inliers=100_000)
+        estimate_relative_pose(image0, image1, min_matches=8, min_inliers=100_000)
 
 
-def test_bad_inputs_are_named():
+def test_the_report_says_which_model_and_how_confident(default_pair):
+    (image0, image1), _ = default_pair
+    report = estimate_relative_pose(image0, image1).report
+    assert isinstance(report, MatchReport) and report.model == 'essential'
+    assert report.essential_inliers > report.homography_inliers  # three planes at different depths
+    assert report.parallax_degrees > 1.0 and report.confidence >= 0.9
+    assert f'confidence {report.confidence:.2f}' in report.summary()
+
+
+@pytest.mark.parametrize('name, second', [
+    ('identical', lambda image0, image1: image0.clone()),
+    ('mirrored', lambda image0, image1: image0.flip(-1)),
+    ('mirrored pair', lambda image0, image1: image1.flip(-1)),
+])
+def test_degenerate_pairs_are_refused_naming_both_images(default_pair, name, second):
+    (image0, image1), _ = default_pair
+    with pytest.raises(PoseEstimationError, match=r"^'left\.jpg' and 'right\.jpg': cannot estimate the relative pose"):
+        estimate_relative_pose(image0, second(image0, image1), names=('left.jpg', 'right.jpg'))
+
+
+def test_a_pure_rotation_is_refused(planes):
+    intrinsics = default_intrinsics(HEIGHT, WIDTH).double().numpy()
+    image0 = render(planes, np.eye(4), intrinsics)
+    image1 = render(planes, camera([0.02, -0.1, 0.01], [0.0, 0.0, 0.0]), intrinsics)
+    with pytest.raises(PoseEstimationError, match='without translation|parallax'):
+        estimate_relative_pose(image0, image1)
+
+
+def test_a_planar_wall_is_posed_from_the_homography():
+    """A single textured wall (the near-planar case that gave a silently wrong essential-matrix pose):
+    the homography wins the model selection and its decomposition gives the pose."""
+    wall = [(np.array([-50.0, -50.0, 4.0]), *np.eye(3)[:2], 100.0, 100.0, noise_texture(np.random.default_rng(1)))]
+    intrinsics = default_intrinsics(HEIGHT, WIDTH).double().numpy()
+    image0 = render(wall, np.eye(4), intrinsics)
+    for rotation_vector, centre in (([0.02, -0.12, 0.0], [0.5, 0.0, 0.1]), ([0.0, 0.1, 0.02], [-0.4, 0.1, 0.0])):
+        second = camera(rotation_vector, centre)
+        result = estimate_relative_pose(image0, render(wall, second, intrinsics))
+        assert result.report.model == 'homography'
+        assert rotation_error_degrees(result.extrinsics[1], second) < 0.5
+        assert direction_error_degrees(result.extrinsics[1, :3, 3], second[:3, 3]) < 2.0
+
+
+@pytest.mark.parametrize('intrinsics, error, message', [
+    (torch.full((3, 3), math.nan), CameraError, r'^intrinsics: non-finite intrinsics'),
+    (torch.tensor([[500.0, 0, 160], [0, 500, 120], [0, 0, 1]]), CameraError, r'^intrinsics: .*look like pixel units'),
+    (torch.tensor([[0.0, 0, 0.5], [0, 1.2, 0.5], [0, 0, 1]]), CameraError, r'^intrinsics: focal lengths must be positive'),
+    (torch.tensor([[-0.8, 0, 0.5], [0, 1.2, 0.5], [0, 0, 1]]), CameraError, r'^intrinsics: focal lengths must be positive'),
+    (torch.eye(4), InputError, r'^intrinsics: must be a \[3, 3\] or \[2, 3, 3\] tensor'),
+])
+def test_bad_intrinsics_are_refused_before_matching(default_pair, intrinsics, error, message):
+    (image0, image1), _ = default_pair
+    with pytest.raises(error, match=message):
+        estimate_relative_pose(image0, image1, intrinsics)
+
+
+def test_bad_images_are_named():
     image = torch.rand(3, 8, 8)
-    with pytest.raises(ValueError, match=r"'left' must be a \[3, H, W\] tensor"):
+    with pytest.raises(InputError, match=r"^left: must be a \[3, H, W\] RGB tensor"):
         estimate_relative_pose(image[0], image, names=('left', 'right'))
-    with pytest.raises(ValueError, match=r"'right' values must lie in \[0, 1\]"):
+    with pytest.raises(InputError, match=r"^right: values must lie in \[0, 1\], got .* \(divide 8-bit images by 255\)"):
         estimate_relative_pose(image, image * 255, names=('left', 'right'))
-    with pytest.raises(ValueError, match=r'intrinsics must be \[3, 3\] or \[2, 3, 3\]'):
-        estimate_relative_pose(image, image, torch.eye(4))
-    with pytest.raises(ValueError, match='at least 5 point pairs'):
+    with pytest.raises(InputError, match=r'^right: holds NaN or inf'):
+        estimate_relative_pose(image, image.clone().fill_(math.nan), names=('left', 'right'))
+    with pytest.raises(InputError, match='must be at least 8'):
         estimate_relative_pose(image, image, min_inliers=4)
+
+
+# --- the synthetic default: pairs the default training sampler draws (gaps 20-45 frames) -------------
+
+SYNTHETIC = SyntheticSpec()  # the SyntheticScenes default: 8 scenes x 120 frames at 256 x 256
+MIN_OVERLAP = 0.5
+
+
+def synthetic_pairs() -> list[tuple]:
+    """32 pairs (4 per scene of the default spec) with gaps spread over the default sampler's
+    [20, 45] frames, JPEG-encoded like the dataset; kept when at least ``MIN_OVERLAP`` of view 0's
+    pixels are seen by view 1 (from the ground-truth depth). Returns ``(name, images, relative
+    camera-to-world of view 1 in view 0's frame)``."""
+    intrinsics = intrinsics_from_fov(SYNTHETIC.fov_deg, SYNTHETIC.height, SYNTHETIC.width)
+    uv = pixel_centers(SYNTHETIC.height, SYNTHETIC.width)
+    pairs = []
+    for index in range(SYNTHETIC.num_scenes):
+        scene, trajectory = draw_scene(SYNTHETIC, index)
+        for k, first in enumerate((0, 24, 48, 72)):
+            gap = 20 + (7 * index + 11 * k) % 26
+            extrinsics = trajectory.extrinsics[[first, first + gap]]
+            images, depths = scene.render(extrinsics, intrinsics.expand(2, 3, 3), SYNTHETIC.height, SYNTHETIC.width)
+            seen, z = project(unproject(uv, depths[0], intrinsics, extrinsics[0]), intrinsics, extrinsics[1])
+            overlap = float(((z > 0) & (seen >= 0).all(-1) & (seen <= 1).all(-1)).float().mean())
+            if overlap >= MIN_OVERLAP:
+                images = [decode_image(encode_image(image, SYNTHETIC.jpeg_quality)) for image in images]
+                relative = torch.linalg.inv(extrinsics[0].double()) @ extrinsics[1].double()
+                pairs.append((f'scene {index} frames {first}-{first + gap}', images, relative.numpy()))
+    return pairs
+
+
+def test_synthetic_default_pairs_are_posed_accurately_or_refused():
+    """Most overlapping pairs are posed with small errors; the rest are refused (never a raw error),
+    and a wrong pose is rarely accepted."""
+    intrinsics = intrinsics_from_fov(SYNTHETIC.fov_deg, SYNTHETIC.height, SYNTHETIC.width)
+    pairs = synthetic_pairs()
+    results = {}
+    for name, (image0, image1), truth in pairs:
+        try:
+            estimate = estimate_relative_pose(image0, image1, intrinsics, names=(f'{name} a', f'{name} b')).extrinsics[1]
+        except PoseEstimationError as error:
+            assert str(error).startswith(f"'{name} a' and '{name} b': cannot estimate")
+            results[name] = None
+            continue
+        results[name] = (rotation_error_degrees(estimate, truth), direction_error_degrees(estimate[:3, 3], truth[:3, 3]))
+    accepted = [errors for errors in results.values() if errors is not None]
+    good = [errors for errors in accepted if errors[0] < 2.0 and errors[1] < 10.0]
+    rotation, direction = np.median(np.array(good), axis=0)
+    print(f'synthetic default: {len(pairs)} pairs with overlap >= {MIN_OVERLAP}: {len(good)} posed within 2 deg '
+          f'rotation and 10 deg direction (median {rotation:.2f} and {direction:.2f} deg), '
+          f'{len(accepted) - len(good)} accepted with larger errors, {len(pairs) - len(accepted)} refused')
+    assert len(pairs) >= 25
+    assert len(good) > 0.5 * len(pairs)
+    assert len(accepted) - len(good) <= 0.1 * len(pairs)
+    assert rotation < 1.0 and direction < 5.0

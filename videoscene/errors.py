@@ -6,7 +6,7 @@ It subclasses ``ValueError`` so callers that already catch ``ValueError`` keep w
 """
 from __future__ import annotations
 
-__all__ = ['VideoSceneError', 'InputError', 'CheckpointError']
+__all__ = ['VideoSceneError', 'InputError', 'CameraError', 'CorruptInputError', 'CheckpointError']
 
 
 class VideoSceneError(Exception):
@@ -32,3 +32,13 @@ class InputError(VideoSceneError, ValueError):
 
 class CheckpointError(InputError):
     """A checkpoint file is missing, truncated, or does not hold what the model needs."""
+
+
+class CameraError(InputError):
+    """A camera (extrinsics, intrinsics, near/far) that breaks the project's conventions: not
+    finite, not a rigid camera-to-world matrix, non-positive or pixel-unit focal lengths, bad bounds."""
+
+
+class CorruptInputError(InputError):
+    """Stored data that does not decode (a corrupt or truncated image or chunk file); datasets
+    skip the example it belongs to, warn once per file and count it."""
