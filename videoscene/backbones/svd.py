@@ -191,6 +191,12 @@ class SVD(VideoBackbone):
                                 torch.full_like(strength, float(self.motion_bucket_id)), strength], 1)
         return {'image_embeds': embeds, 'image_latents': image_latents, 'added_time_ids': time_ids}
 
+    def unconditional(self, conditioning: Conditioning) -> Conditioning:
+        """Zero image embeddings and zero image latents, as diffusers' SVD pipeline guides (the
+        micro-conditioning is kept)."""
+        return {**conditioning, 'image_embeds': torch.zeros_like(conditioning['image_embeds']),
+                'image_latents': torch.zeros_like(conditioning['image_latents'])}
+
     def _clip_input(self, images: torch.Tensor) -> torch.Tensor:
         """``[N, 3, H, W]`` in ``[0, 1]`` -> the image encoder's normalised square input."""
         size = self.image_encoder.config.image_size

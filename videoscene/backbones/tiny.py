@@ -94,7 +94,7 @@ def save_tiny_svd(out: str | Path, image_size: int = 32, seed: int = 0) -> Path:
         interpolation_type='linear', use_karras_sigmas=True, sigma_min=0.002, sigma_max=700.0,
         timestep_type='continuous', timestep_spacing='leading', steps_offset=1)
     unet.save_pretrained(out / 'unet')
-    autoencoder.save_pretrained(out / 'vae')
+    vae.save_pretrained(out / 'vae')
     encoder.save_pretrained(out / 'image_encoder')
     processor.save_pretrained(out / 'feature_extractor')
     scheduler.save_pretrained(out / 'scheduler')
