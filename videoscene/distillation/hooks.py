@@ -52,8 +52,9 @@ class TargetEMAHook(Hook):
 @HOOKS.register_module()
 class PolicyScheduleHook(Hook):
     """The policy trains during the first ``train_iters`` iterations (paper: 4000), then is frozen:
-    evaluated without gradient and its optimizer no longer steps.  Decided from the iteration
-    before each step, so a resumed run freezes at the same iteration."""
+    it keeps drawing leaps from its now fixed distribution for the student, without gradient, and
+    its optimizer no longer steps.  Decided from the iteration before each step, so a resumed run
+    freezes at the same iteration."""
 
     def __init__(self, train_iters: int = 4000) -> None:
         if train_iters < 0:
