@@ -256,3 +256,14 @@ def test_distillation_steps_with_every_backbone(arch, tmp_path, batch):
     log = model.train_step(batch, optimizers(model))
     assert torch.isfinite(log['loss_consistency']) and torch.isfinite(log['loss_policy'])
     assert any(not torch.equal(p, before[n]) for n, p in model.backbone.trained_tensors().items())
+
+
+def test_predict_leaps_from_the_render_or_starts_from_noise_without_leap_flow(folder, batch):
+    leap = MODELS.build(model_config(folder)).eval()
+    plain = MODELS.build(model_config(folder, leap_flow=False,
+                                      policy=dict(type='random'))).eval()
+    with torch.no_grad():
+        ours, standard = leap(batch['context'], batch['target']), plain(batch['context'],
+                                                                          batch['target'])
+    assert all(s['t'] <= 600 for s in ours) and all(s['t'] == 999 for s in standard)
+    assert ours[0]['pred'].shape == ours[0]['gt'].shape == ours[0]['render'].shape == (9, 3, 32, 32)
