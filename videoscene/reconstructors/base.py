@@ -18,10 +18,12 @@ class FeedForwardReconstructor(nn.Module):
     """Base of reconstructors that re-implement an official network.
 
     Subclasses implement :meth:`predict` (Gaussians plus what else the network estimates, e.g.
-    depth) and have a ``name`` used in error messages.
+    depth), have a ``name`` used in error messages and a ``size_multiple`` that image height and
+    width must be multiples of (so callers can check a size before running the network).
     """
 
     name: str
+    size_multiple: int
 
     def load_official(self, source: str | Path | Mapping[str, torch.Tensor],
                       allow_pickle: bool = False) -> FeedForwardReconstructor:

@@ -67,6 +67,7 @@ class MVSplat(FeedForwardReconstructor):
     """
 
     name = 'MVSplat'
+    size_multiple = SIZE_MULTIPLE
 
     def __init__(self, feature_channels: int = 128, num_transformer_layers: int = 6,
                  attn_splits: int = 2, num_depth_candidates: int = 128,
@@ -98,7 +99,7 @@ class MVSplat(FeedForwardReconstructor):
     def predict(self, context: Mapping[str, torch.Tensor]) -> MVSplatOutput:
         """Like :meth:`forward`, also returning the per-pixel depth ``[B, V, H, W]``."""
         images, extrinsics, intrinsics, near, far = self.check_context(
-            context, SIZE_MULTIPLE, 'MVSplat works at 1/4 resolution with 2x2 attention windows '
+            context, self.size_multiple, 'MVSplat works at 1/4 resolution with 2x2 attention windows '
             'and U-Nets that downsample 16x')
         b, v, _, h, w = images.shape
 

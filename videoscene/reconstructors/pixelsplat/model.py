@@ -106,10 +106,14 @@ class PixelSplat(FeedForwardReconstructor):
         if checkpoint is not None:
             self.load_official(checkpoint)
 
+    @property
+    def size_multiple(self) -> int:
+        return self.epipolar_transformer.size_multiple
+
     def predict(self, context: Mapping[str, torch.Tensor]) -> PixelSplatOutput:
         """Like :meth:`forward`, also returning the depths ``[B, V, H, W, S]``."""
         images, extrinsics, intrinsics, near, far = self.check_context(
-            context, self.epipolar_transformer.size_multiple,
+            context, self.size_multiple,
             'the epipolar transformer downscales the features and attends over patches of them',
             min_views=NUM_VIEWS, max_views=NUM_VIEWS)
         b, v, _, h, w = images.shape
