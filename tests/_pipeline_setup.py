@@ -34,7 +34,7 @@ def tiny_config(root: Path, name: str = 'config.py', reconstructor: dict | None 
                 policy: dict | None = None) -> Path:
     """A distillation config file in ``root``: the synthetic-default config with the tiny backbone,
     ``reconstructor`` (default ``DepthUnprojection``, ground-truth depth), no reconstructor
-    checkpoint and a 16 x 16 training set of 2 scenes."""
+    checkpoint and 16 x 16 datasets of 2 scenes."""
     folder = tiny_backbone(root)
     cfg = Config.fromfile(str(DISTILLATION_CONFIG))
     cfg.model.backbone.pretrained = str(folder)
@@ -43,7 +43,9 @@ def tiny_config(root: Path, name: str = 'config.py', reconstructor: dict | None 
     cfg.model.reconstructor_checkpoint = None
     cfg.model.renderer = dict(type='torch', views_per_chunk=9)
     cfg.model.policy = policy or SMALL_DDPNET
-    cfg.train_dataloader.dataset.update(num_scenes=2, frames=24, height=SIZE, width=SIZE)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(loader):
+            cfg[loader].dataset.update(num_scenes=2, frames=24, height=SIZE, width=SIZE)
     path = root / name
     cfg.dump(str(path))
     return path
