@@ -33,7 +33,10 @@ frame in it, so its output reads back as input::
 
 A ``transforms.json`` (instant-ngp / nerfstudio) or a COLMAP model is read with the dataset readers
 (``read_transforms_json``, ``read_colmap_scene``: OpenGL poses converted, distortion undistorted);
-the views are the scene's frames whose file names match the given images.
+the views are the scene's frames whose file names match the given images. Two images without
+extrinsics are posed by two-view estimation (:func:`estimate_views`,
+``videoscene.geometry.pose_estimation``: the first camera at the identity, the baseline 1), which
+refuses an unreliable estimate with a ``PoseEstimationError`` naming both files.
 
 **Cameras** are checked by ``videoscene.geometry.camera_validation`` (finite, proper rotation,
 normalised pinhole intrinsics, ``0 < near < far``); consecutive views with identical pixels, or
