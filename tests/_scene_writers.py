@@ -71,9 +71,11 @@ def _colmap_images(extrinsics):
 
 
 def write_colmap(folder: Path, jpegs, extrinsics, points: torch.Tensor, camera: tuple[str, int, int, tuple],
-                 binary: bool, names: list[str] | None = None) -> Path:
+                 binary: bool, names: list[str] | None = None, point_lines: bool = True) -> Path:
     """A COLMAP scene: ``images/`` and a ``sparse/0`` model with one camera ``(model, width, height,
-    params)`` shared by all images, written as text or binary."""
+    params)`` shared by all images, written as text or binary. Text models give every image a 2D-point
+    line (blank for every second image) unless ``point_lines`` is False: one line per image, as some
+    exporters write."""
     names = write_images(folder / 'images', jpegs, names)
     model = folder / 'sparse' / '0'
     model.mkdir(parents=True)
@@ -105,7 +107,8 @@ def write_colmap(folder: Path, jpegs, extrinsics, points: torch.Tensor, camera: 
         for i, image_name in enumerate(names):
             numbers = ' '.join(repr(v) for v in [*quaternions[i].tolist(), *translations[i].tolist()])
             lines.append(f'{i + 1} {numbers} 1 {image_name}')
-            lines.append('' if i % 2 else '1.5 2.5 -1 3.0 4.0 0')  # an image without 2D points has a blank line
+            if point_lines:
+                lines.append('' if i % 2 else '1.5 2.5 -1 3.0 4.0 0')  # an image without 2D points has a blank line
         (model / 'images.txt').write_text('\n'.join(lines) + '\n')
         rows = [f'{i} ' + ' '.join(repr(v) for v in point) + ' ' + ' '.join(str(c) for c in color) + ' 0.5 1 0'
                 for i, (point, color) in enumerate(zip(points.tolist(), colors.tolist()))]

@@ -109,7 +109,7 @@ def test_evaluation_index_targets_lie_strictly_between_the_context(written):
 def test_evaluation_index_with_a_context_gap_and_too_few_frames():
     index = chunks.evaluation_index({'a': 100}, num_targets=3, context_gap=40)
     assert index['a'] == {'context': [0, 40], 'target': [10, 20, 30]}
-    with pytest.raises(ValueError, match="scene 'b' has 5 frames"):
+    with pytest.raises(ValueError, match="scene 'b': has 5 frames"):
         chunks.evaluation_index({'b': 5}, num_targets=4)
 
 

@@ -169,7 +169,7 @@ def test_rejects_non_finite_inputs(key):
     context = make_context(1, 2, 32, seed=0)
     context[key] = context[key].clone()
     context[key].view(-1)[0] = float('nan')
-    with pytest.raises(ValueError, match=f"context\\['{key}'\\] contains non-finite"):
+    with pytest.raises(ValueError, match=f"context\\['{key}'\\]: contains non-finite"):
         MVSplat()(context)
 
 
@@ -177,7 +177,7 @@ def test_rejects_bad_context():
     context = make_context(1, 2, 32, seed=0)
     with pytest.raises(KeyError, match='far'):
         MVSplat()({k: v for k, v in context.items() if k != 'far'})
-    with pytest.raises(ValueError, match=r"intrinsics'\] must have shape \[1, 2, 3, 3\]"):
+    with pytest.raises(ValueError, match=r"intrinsics'\]: must have shape \[1, 2, 3, 3\]"):
         MVSplat()({**context, 'intrinsics': context['intrinsics'][:, :1]})
     with pytest.raises(ValueError, match='at least 2 context views'):
         MVSplat()({k: v[:, :1] for k, v in context.items()})

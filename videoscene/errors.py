@@ -41,4 +41,16 @@ class CameraError(InputError):
 
 class CorruptInputError(InputError):
     """Stored data that does not decode (a corrupt or truncated image or chunk file); datasets
-    skip the example it belongs to, warn once per file and count it."""
+    skip the example it belongs to, warn once per file and count it.
+
+    Args:
+        source, problem: as for :class:`InputError`.
+        path: the file the data is in (default ``source``), so that warnings come once per file.
+    """
+
+    def __init__(self, source: object, problem: str, path: object | None = None) -> None:
+        super().__init__(source, problem)
+        self.path = self.source if path is None else str(path)
+
+    def __reduce__(self):
+        return type(self), (self.source, self.problem, self.path)

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-import torch
 from torch import Tensor
+
+from videoscene.errors import InputError
+from videoscene.geometry.camera_validation import check_camera_tensors
 
 __all__ = ['CameraPath', 'CAMERA_KEYS', 'check_cameras']
 
@@ -34,43 +36,26 @@ class CameraPath(ABC):
         """Cameras ``{extrinsics [B, n, 4, 4], intrinsics [B, n, 3, 3], near [B, n], far [B, n]}``."""
 
 
-def check_cameras(cameras: dict, role: str, rotation_tolerance: float | None = None) -> None:
-    """Validate a batched camera dict; errors name ``role`` (e.g. ``'context'``), batch item and view.
+def check_cameras(cameras: dict, role: str) -> None:
+    """Validate a batched camera dict; errors name ``role['key']`` (e.g. ``context['extrinsics']``),
+    the batch item and the view.
 
-    Checks the keys and shapes of the contract and that every value is finite. With
-    ``rotation_tolerance``, also that each camera-to-world rotation is orthonormal with det +1
-    (largest entry of ``|R^T R - I|`` and ``|det R - 1|`` at most the tolerance).
+    Checks the keys and shapes of the contract, then every camera with
+    ``geometry.camera_validation`` (finite, rigid extrinsics with a proper rotation, normalised
+    intrinsics with positive focal lengths, ``0 < near < far``): ``CameraError``.
     """
     if not isinstance(cameras, dict):
-        raise TypeError(f'{role} cameras must be a dict with keys {CAMERA_KEYS}, got {type(cameras).__name__}')
+        raise InputError(f'{role} cameras', f'must be a dict with keys {CAMERA_KEYS}, got {type(cameras).__name__}')
     missing = [key for key in CAMERA_KEYS if key not in cameras]
     if missing:
         raise KeyError(f'{role} cameras lack {missing}; a camera dict needs {CAMERA_KEYS}')
     extrinsics = cameras['extrinsics']
     if extrinsics.dim() != 4 or extrinsics.shape[-2:] != (4, 4):
-        raise ValueError(f'{role} extrinsics must be batched [B, V, 4, 4], got {list(extrinsics.shape)}')
+        raise InputError(f"{role}['extrinsics']", f'must be batched [B, V, 4, 4], got {list(extrinsics.shape)}')
     batch, views = extrinsics.shape[:2]
     expected = {'intrinsics': (batch, views, 3, 3), 'near': (batch, views), 'far': (batch, views)}
     for key, shape in expected.items():
         if tuple(cameras[key].shape) != shape:
-            raise ValueError(f'{role} {key} must have shape {list(shape)} to match extrinsics '
-                             f'{list(extrinsics.shape)}, got {list(cameras[key].shape)}')
-
-    for key in CAMERA_KEYS:
-        finite = torch.isfinite(cameras[key].reshape(batch, views, -1)).all(-1)
-        if not bool(finite.all()):
-            b, v = (~finite).nonzero()[0].tolist()
-            raise ValueError(f'{role} camera (batch item {b}, view {v}) has non-finite {key}')
-
-    if rotation_tolerance is not None:
-        rotation = extrinsics[..., :3, :3].double()
-        eye = torch.eye(3, dtype=rotation.dtype, device=rotation.device)
-        orthogonality = (rotation.transpose(-1, -2) @ rotation - eye).abs().amax((-1, -2))
-        determinant = torch.linalg.det(rotation)
-        bad = (orthogonality > rotation_tolerance) | ((determinant - 1).abs() > rotation_tolerance)
-        if bool(bad.any()):
-            b, v = bad.nonzero()[0].tolist()
-            raise ValueError(
-                f'{role} camera (batch item {b}, view {v}): the rotation of its extrinsics is not '
-                f'orthonormal with det +1 (max |R^T R - I| = {orthogonality[b, v].item():.3g}, '
-                f'det = {determinant[b, v].item():.6g}, tolerance {rotation_tolerance:g})')
+            raise InputError(f"{role}['{key}']", f'must have shape {list(shape)} to match extrinsics '
+                                                 f'{list(extrinsics.shape)}, got {list(cameras[key].shape)}')
+    check_camera_tensors({key: cameras[key] for key in CAMERA_KEYS}, role)

@@ -48,12 +48,11 @@ class InterpolatedPath(CameraPath):
         easing: ``'cosine'`` (official demo) or ``'linear'``.
         parallel_tolerance: viewing axes count as parallel for the pivot when
             ``| |cos angle| - 1 |`` is below this (MVSplat uses 1e-4, about 0.8 degrees).
-        rotation_tolerance: how far a context rotation may be from orthonormal with det +1
-            before it is refused.
+
+    Context cameras are checked by ``geometry.camera_validation`` (``CameraError``).
     """
 
-    def __init__(self, mode: str = 'pivot', easing: str = 'cosine', parallel_tolerance: float = 1e-4,
-                 rotation_tolerance: float = 1e-3) -> None:
+    def __init__(self, mode: str = 'pivot', easing: str = 'cosine', parallel_tolerance: float = 1e-4) -> None:
         if mode not in MODES:
             raise ValueError(f'InterpolatedPath mode must be one of {MODES}, got {mode!r}')
         if easing not in EASINGS:
@@ -61,10 +60,9 @@ class InterpolatedPath(CameraPath):
         self.mode = mode
         self.easing = easing
         self.parallel_tolerance = parallel_tolerance
-        self.rotation_tolerance = rotation_tolerance
 
     def __call__(self, context: dict, target: dict | None, num_frames: int) -> dict[str, Tensor]:
-        check_cameras(context, 'context', rotation_tolerance=self.rotation_tolerance)
+        check_cameras(context, 'context')
         views = context['extrinsics'].shape[1]
         if views != 2:
             raise ValueError(f'InterpolatedPath interpolates between exactly 2 context views, got {views}')

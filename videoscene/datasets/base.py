@@ -13,21 +13,24 @@ float32 ``[V, H, W]`` (z-depth) when the source knows depths. V = 2 context view
 
 Bad input:
 
-* an image whose bytes do not decode (:class:`~videoscene.datasets.chunks.CorruptImageError`,
-  e.g. a corrupt JPEG inside a chunk) skips the example: a warning names the scene and the
-  frame, the running count of skipped examples (per process: each DataLoader worker counts its
-  own) is logged with MMEngine's ``print_log``, and the next item (``index + 1``, wrapping round)
-  is served instead, so an epoch never stops on it; only when every item fails does it raise;
-* non-finite cameras, rotations that are not proper (orthonormal with det +1), non-positive
-  focal lengths, context cameras closer than ``min_baseline`` (identical cameras: zero
-  baseline), views of different sizes without ``image_shape`` and images whose size disagrees
-  with their camera raise ``ValueError``; missing files raise ``FileNotFoundError``. Every message
-  names the scene and the frame or file.
+* stored data that does not decode (:class:`~videoscene.errors.CorruptInputError`: a corrupt,
+  truncated or empty image, a chunk file that does not load or lacks a scene's cameras) skips the
+  example: the first time a file fails, a warning names it and what is wrong; every skip is
+  counted (``skipped``, per process: each DataLoader worker counts its own) and logged with
+  MMEngine's ``print_log``, and the next item (``index + 1``, wrapping round) is served instead,
+  so an epoch never stops on it; only when every item fails does it raise;
+* cameras that break the conventions (``geometry.camera_validation``: non-finite, not rigid,
+  non-positive or pixel-unit focal lengths) raise :class:`~videoscene.errors.CameraError`; context
+  cameras closer than ``min_baseline`` (identical cameras: zero baseline), views of different
+  sizes without ``image_shape``, images whose size disagrees with their camera and bad arguments
+  raise :class:`~videoscene.errors.InputError`; missing files raise ``FileNotFoundError``. Every
+  message names the scene and the frame or file, or the argument.
 """
 from __future__ import annotations
 
 import inspect
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,15 +40,15 @@ from mmengine.logging import print_log
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from videoscene.errors import CorruptInputError, InputError
+from videoscene.geometry.camera_validation import check_extrinsics, check_intrinsics
 from videoscene.registry import VIEW_SAMPLERS
-from .chunks import CorruptImageError, encode_image
+from .chunks import encode_image
 from .crop import resize_and_center_crop
 from .flip import flip_views
 from .view_samplers import ViewSampler
 
-__all__ = ['SceneSource', 'SceneDataset', 'build_view_sampler', 'ROTATION_TOLERANCE']
-
-ROTATION_TOLERANCE = 1e-2  # largest |R^T R - I| or |det R - 1| accepted for a camera rotation
+__all__ = ['SceneSource', 'SceneDataset', 'build_view_sampler']
 
 
 class SceneSource(ABC):
@@ -70,7 +73,7 @@ class SceneSource(ABC):
         """Images ``[3, H, W]`` (float32 in [0, 1]) of ``frames`` of scene ``key``, undistorted.
 
         Raises:
-            CorruptImageError: image data that does not decode.
+            CorruptInputError: image data that does not decode.
         """
 
     def depths(self, key: str, frames: Sequence[int]) -> list[Tensor] | None:
@@ -141,19 +144,25 @@ class SceneDataset(Dataset):
                  image_shape: tuple[int, int] | None = None, near: float | None = 1.0, far: float | None = 100.0,
                  flip_probability: float = 0.0, min_baseline: float | None = 0.0,
                  default_index: Path | None = None) -> None:
-        if not (near is None and far is None or near is not None and far is not None and 0.0 < near < far):
-            raise ValueError(f'need 0 < near < far (or both None where a dataset derives them per scene), '
-                             f'got near={near}, far={far}')
+        if not (near is None and far is None or near is not None and far is not None and 0.0 < near < far < math.inf):
+            raise InputError('near/far', f'need 0 < near < far (or both None where a dataset derives them per scene), '
+                                         f'got near={near}, far={far}')
         if not 0.0 <= flip_probability <= 1.0:
-            raise ValueError(f'flip_probability must be in [0, 1], got {flip_probability}')
+            raise InputError('flip_probability', f'must lie in [0, 1], got {flip_probability}')
+        if image_shape is not None and not (len(image_shape) == 2 and all(
+                isinstance(size, int) and not isinstance(size, bool) and size > 0 for size in image_shape)):
+            raise InputError('image_shape', f'must be two positive integers (height, width), got {image_shape}')
+        if min_baseline is not None and not min_baseline >= 0:
+            raise InputError('min_baseline', f'must be at least 0 (or None to allow any baseline), got {min_baseline}')
         self.source = source
         self.view_sampler = build_view_sampler(view_sampler, default_index, type(self).__name__)
         self.scenes = self.view_sampler.scenes(source.keys)
-        self.image_shape = None if image_shape is None else (int(image_shape[0]), int(image_shape[1]))
+        self.image_shape = None if image_shape is None else tuple(image_shape)
         self.near, self.far = near, far
         self.flip_probability = float(flip_probability)
         self.min_baseline = min_baseline
         self.skipped = 0
+        self._warned: set[str] = set()
 
     @property
     def metainfo(self) -> dict:
@@ -170,12 +179,15 @@ class SceneDataset(Dataset):
             item = (index + attempt) % len(self)
             try:
                 return self.get_sample(item)
-            except CorruptImageError as error:
+            except CorruptInputError as error:
                 self.skipped += 1
+                first = error.path not in self._warned
+                self._warned.add(error.path)
                 print_log(f"{type(self).__name__}: skipped item {item} (scene '{self.scenes[item]}'): {error}. "
-                          f'{self.skipped} examples skipped so far in this process.',
-                          logger='current', level=logging.WARNING)
-        raise RuntimeError(f'{type(self).__name__}: all {len(self)} items have corrupt images '
+                          f'{self.skipped} examples skipped so far in this process'
+                          + ('.' if first else f' (further skips of {error.path} are logged at INFO level).'),
+                          logger='current', level=logging.WARNING if first else logging.INFO)
+        raise RuntimeError(f'{type(self).__name__}: all {len(self)} items have corrupt data '
                            f'(see the warnings above)')
 
     def bounds(self, key: str) -> tuple[float, float]:
@@ -185,7 +197,7 @@ class SceneDataset(Dataset):
         return self.near, self.far
 
     def get_sample(self, index: int) -> dict:
-        """Item ``index`` without skipping: a corrupt image raises :class:`CorruptImageError`."""
+        """Item ``index`` without skipping: corrupt data raises :class:`~videoscene.errors.CorruptInputError`."""
         key = self.scenes[index]
         extrinsics, intrinsics = self.source.cameras(key)
         context, target = self.view_sampler.sample(key, len(extrinsics), index)
@@ -221,8 +233,8 @@ class SceneDataset(Dataset):
         if self.image_shape is None:
             shapes = {tuple(image.shape[-2:]) for image in images}
             if len(shapes) != 1:
-                raise ValueError(f"scene '{key}': frames {frames} have different sizes {sorted(shapes)}; "
-                                 'set image_shape to resize them to one size')
+                raise InputError(f"scene '{key}'", f'frames {frames} have different sizes {sorted(shapes)}; '
+                                                   'set image_shape to resize them to one size')
             return torch.stack(images), intrinsics[frames], None if depths is None else torch.stack(depths)
         out_images, out_intrinsics, out_depths = [], [], []
         for i, frame in enumerate(frames):
@@ -235,21 +247,11 @@ class SceneDataset(Dataset):
         return torch.stack(out_images), torch.stack(out_intrinsics), torch.stack(out_depths) if out_depths else None
 
     def _check_cameras(self, key: str, frames: list[int], extrinsics: Tensor, intrinsics: Tensor) -> None:
-        for frame in frames:
-            where = self.source.describe(key, frame)
-            if not (bool(torch.isfinite(extrinsics[frame]).all()) and bool(torch.isfinite(intrinsics[frame]).all())):
-                raise ValueError(f'{where}: non-finite camera (extrinsics {extrinsics[frame].tolist()}, '
-                                 f'intrinsics {intrinsics[frame].tolist()})')
-            rotation = extrinsics[frame, :3, :3].double()
-            orthogonality = float((rotation.T @ rotation - torch.eye(3, dtype=torch.float64)).abs().max())
-            determinant = float(torch.linalg.det(rotation))
-            if orthogonality > ROTATION_TOLERANCE or abs(determinant - 1.0) > ROTATION_TOLERANCE:
-                raise ValueError(f'{where}: the camera rotation is not orthonormal with det +1 '
-                                 f'(max |R^T R - I| = {orthogonality:.3g}, det = {determinant:.4g}); expected '
-                                 'OpenCV camera-to-world extrinsics')
-            if not (intrinsics[frame, 0, 0] > 0 and intrinsics[frame, 1, 1] > 0):
-                raise ValueError(f'{where}: focal lengths must be positive, got intrinsics '
-                                 f'{intrinsics[frame].tolist()}')
+        def name(index: tuple[int, ...]) -> str:
+            return self.source.describe(key, frames[index[0]]) if index else f"scene '{key}'"
+
+        check_extrinsics(extrinsics[frames], name)
+        check_intrinsics(intrinsics[frames], name)
 
     def _check_baseline(self, key: str, context: Tensor, extrinsics: Tensor) -> None:
         if self.min_baseline is None:
@@ -257,6 +259,7 @@ class SceneDataset(Dataset):
         first, second = context.tolist()
         baseline = float(torch.linalg.vector_norm(extrinsics[first, :3, 3] - extrinsics[second, :3, 3]))
         if baseline <= self.min_baseline:
-            raise ValueError(f"scene '{key}': context frames {first} and {second} have camera centres "
-                             f'{baseline:.3g} apart (at most min_baseline={self.min_baseline}); a reconstructor '
-                             'needs two distinct viewpoints (set min_baseline=None to allow it)')
+            raise InputError(f"scene '{key}'", f'context frames {first} and {second} have camera centres '
+                                               f'{baseline:.3g} apart (at most min_baseline={self.min_baseline}); a '
+                                               'reconstructor needs two distinct viewpoints (set min_baseline=None to '
+                                               'allow it)')

@@ -20,11 +20,20 @@ A scene dict holds:
 
 Writing is atomic: everything goes to a hidden temporary folder beside the target and is moved
 into place by renames at the end, so an interrupted write never leaves a stage folder (or an
-``index.json``) that looks complete.
+``index.json``) that looks complete; a failed write removes its temporary folder and, when it
+had to create ``root``, ``root`` too.
+
+Reading: a chunk that does not load (truncated, not a ``torch.save`` file, not a list of scene
+dicts) raises :class:`CorruptChunkError` and image bytes that do not decode
+:class:`CorruptImageError`, both :class:`~videoscene.errors.CorruptInputError` naming the file,
+which datasets skip and count; a malformed ``index.json`` raises :class:`~videoscene.errors.InputError`.
+Non-JPEG images with an alpha channel are decoded to their colour channels (alpha dropped, not
+composited) with a warning, once per file, when any pixel is transparent.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -34,22 +43,29 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from mmengine.logging import print_log
 from torch import Tensor
 from tqdm import tqdm
 
+from videoscene.errors import CorruptInputError, InputError
 from videoscene.geometry.cameras import c2w_to_w2c_rows, w2c_rows_to_c2w
 from .view_samplers import evenly_spaced_between
 
-__all__ = ['DEPTH_SCALE', 'CorruptImageError', 'encode_cameras', 'decode_cameras', 'encode_image', 'decode_image',
-           'encode_depth', 'decode_depth', 'encode_example',
-           'load_index', 'load_chunk', 'evaluation_index', 'new_partial_dir', 'write_dataset']
+__all__ = ['DEPTH_SCALE', 'CorruptImageError', 'CorruptChunkError', 'encode_cameras', 'decode_cameras', 'encode_image',
+           'decode_image', 'encode_depth', 'decode_depth', 'encode_example',
+           'load_index', 'load_chunk', 'check_scene', 'evaluation_index', 'new_partial_dir', 'write_dataset']
 
 DEPTH_SCALE = 1000.0  # stored depth PNG value = round(depth * DEPTH_SCALE)
 _JPEG_START, _JPEG_END = b'\xff\xd8', b'\xff\xd9'
+_WARNED_ALPHA: set[str] = set()  # files already warned about for transparency (per process)
 
 
-class CorruptImageError(ValueError):
+class CorruptImageError(CorruptInputError):
     """Image bytes that do not decode to a complete image (datasets skip such examples)."""
+
+
+class CorruptChunkError(CorruptInputError):
+    """A chunk file that does not load, or whose scene dicts lack what the format needs."""
 
 
 def encode_cameras(extrinsics: Tensor, intrinsics: Tensor) -> Tensor:
@@ -78,6 +94,8 @@ def encode_image(image: Tensor, quality: int = 95) -> Tensor:
     """Float image ``[3, H, W]`` in [0, 1] -> uint8 1-D tensor of JPEG bytes (4:4:4 chroma, no subsampling)."""
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f'expected an image [3, H, W], got {list(image.shape)}')
+    if not (isinstance(quality, int) and 1 <= quality <= 100):
+        raise InputError('jpeg_quality', f'must be an integer from 1 to 100, got {quality!r}')
     pixels = (image.detach().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(1, 2, 0).flip(-1)
     ok, data = cv2.imencode('.jpg', np.ascontiguousarray(pixels.cpu().numpy()),
                             [cv2.IMWRITE_JPEG_QUALITY, quality,
@@ -87,22 +105,44 @@ def encode_image(image: Tensor, quality: int = 95) -> Tensor:
     return torch.from_numpy(data.reshape(-1))
 
 
-def decode_image(data: Tensor, source: str = 'image data') -> Tensor:
+def decode_image(data: Tensor, source: str = 'image data', path: str | None = None) -> Tensor:
     """uint8 1-D tensor of image bytes (JPEG, PNG, ...) -> float32 RGB image ``[3, H, W]`` in [0, 1].
 
+    JPEGs are decoded by OpenCV with their EXIF orientation; other formats keep their bit depth
+    (16-bit channels are divided by 65535) and an alpha channel is dropped, with a warning naming
+    ``source`` (once per file) when any pixel is transparent.
+
     Raises:
-        CorruptImageError: OpenCV cannot decode the bytes, or they start as a JPEG but lack its
-            end-of-image marker (a truncated file, which OpenCV would silently fill with grey).
-            The message names ``source``.
+        CorruptImageError: empty bytes, bytes OpenCV cannot decode, or bytes that start as a JPEG but
+            lack its end-of-image marker (a truncated file, which OpenCV would silently fill with
+            grey). The message names ``source``; ``path`` (default ``source``) is the file it is in.
     """
     array = data.numpy()
     raw = array.tobytes()
-    if raw.startswith(_JPEG_START) and not raw.rstrip(b'\x00').endswith(_JPEG_END):
-        raise CorruptImageError(f'{source}: truncated JPEG ({len(raw)} bytes without an end-of-image marker)')
-    pixels = cv2.imdecode(array, cv2.IMREAD_COLOR)
+    if not raw:
+        raise CorruptImageError(source, '0 bytes: an empty image', path)
+    if raw.startswith(_JPEG_START):
+        if not raw.rstrip(b'\x00').endswith(_JPEG_END):
+            raise CorruptImageError(source, f'truncated JPEG ({len(raw)} bytes without an end-of-image marker)', path)
+        pixels = cv2.imdecode(array, cv2.IMREAD_COLOR)
+    else:
+        pixels = cv2.imdecode(array, cv2.IMREAD_UNCHANGED)
     if pixels is None:
-        raise CorruptImageError(f'{source}: {len(raw)} bytes do not decode as an image')
-    return torch.from_numpy(np.ascontiguousarray(pixels[..., ::-1])).permute(2, 0, 1).to(torch.float32) / 255.0
+        raise CorruptImageError(source, f'{len(raw)} bytes do not decode as an image', path)
+    scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
+    if pixels.ndim == 3 and pixels.shape[-1] in (2, 4):  # grey or BGR with alpha
+        alpha = pixels[..., -1]
+        transparent = float((alpha < np.iinfo(alpha.dtype).max).mean())
+        if transparent and (path or source) not in _WARNED_ALPHA:
+            _WARNED_ALPHA.add(path or source)
+            print_log(f'{source}: {transparent:.0%} of the pixels are (partly) transparent; the alpha channel is '
+                      'dropped and the colour channels are used as they are (composite the image onto a background '
+                      'first if that is not what it shows)', logger='current', level=logging.WARNING)
+        pixels = pixels[..., :-1]
+    if pixels.ndim == 2 or pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels.reshape(*pixels.shape[:2], 1), 3, axis=-1)
+    rgb = np.ascontiguousarray(pixels[..., ::-1]).astype(np.float32) / scale
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 
 
 def encode_depth(depth: Tensor) -> Tensor:
@@ -119,11 +159,15 @@ def encode_depth(depth: Tensor) -> Tensor:
     return torch.from_numpy(data.reshape(-1))
 
 
-def decode_depth(data: Tensor) -> Tensor:
-    """uint8 1-D tensor of 16-bit PNG bytes -> float32 z-depth ``[H, W]`` in scene units (0 = none)."""
-    depth = cv2.imdecode(data.numpy(), cv2.IMREAD_UNCHANGED)
+def decode_depth(data: Tensor, source: str = 'depth data', path: str | None = None) -> Tensor:
+    """uint8 1-D tensor of 16-bit PNG bytes -> float32 z-depth ``[H, W]`` in scene units (0 = none).
+
+    Raises:
+        CorruptImageError: the bytes are not a 16-bit grayscale PNG (names ``source``, in file ``path``).
+    """
+    depth = cv2.imdecode(data.numpy(), cv2.IMREAD_UNCHANGED) if data.numel() else None
     if depth is None or depth.dtype != np.uint16 or depth.ndim != 2:
-        raise ValueError('depth data is not a 16-bit grayscale PNG')
+        raise CorruptImageError(source, 'depth data is not a 16-bit grayscale PNG', path)
     return torch.from_numpy(depth.astype(np.float32)) / DEPTH_SCALE
 
 
@@ -175,18 +219,65 @@ def encode_example(key: str, images: Tensor | Sequence[Tensor], extrinsics: Tens
 
 
 def load_index(root: str | Path, stage: str) -> dict[str, Path]:
-    """``{root}/{stage}/index.json`` as ``{scene key: chunk path}``."""
+    """``{root}/{stage}/index.json`` as ``{scene key: chunk path}``.
+
+    Raises:
+        FileNotFoundError: no index file.
+        InputError: the file is not a JSON object mapping scene keys to chunk file names.
+    """
     path = Path(root).expanduser() / stage / 'index.json'
     if not path.is_file():
         raise FileNotFoundError(f'no chunk index at {path}: expected a dataset in the RE10K chunk format '
                                 f'with a {stage}/ folder')
-    with path.open() as file:
-        return {key: path.parent / name for key, name in json.load(file).items()}
+    try:
+        content = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(path, f'not valid JSON ({error}); expected {{scene key: chunk file name}}') from None
+    if not isinstance(content, dict) or not all(isinstance(name, str) for name in content.values()):
+        raise InputError(path, f'expected a JSON object {{scene key: chunk file name}}, got '
+                               f'{type(content).__name__}' + (' with non-string file names' if isinstance(content, dict) else ''))
+    return {key: path.parent / name for key, name in content.items()}
+
+
+_SCENE_FIELDS = ('key', 'cameras', 'images')
 
 
 def load_chunk(path: str | Path) -> list[dict]:
-    """The list of scene dicts in a ``.torch`` chunk file."""
-    return torch.load(path, weights_only=True)
+    """The list of scene dicts in a ``.torch`` chunk file.
+
+    Raises:
+        CorruptChunkError: the file does not load with ``torch.load`` (truncated, not a chunk) or
+            does not hold a list of dicts with ``key``, ``cameras`` and ``images``.
+    """
+    try:
+        scenes = torch.load(path, weights_only=True)
+    except Exception as error:  # noqa: BLE001  whatever torch.load fails with, the file is not a readable chunk
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ''
+        raise CorruptChunkError(path, f'does not load as a chunk ({type(error).__name__}: {message[:200]}); '
+                                      'expected a torch.save\'d list of scene dicts') from None
+    if not isinstance(scenes, list) or not all(isinstance(scene, dict) and 'key' in scene for scene in scenes):
+        raise CorruptChunkError(path, f'holds a {type(scenes).__name__}, not a list of scene dicts with a key')
+    return scenes
+
+
+def check_scene(scene: dict, source: str, path: str | Path) -> None:
+    """Check that a chunk's scene dict has ``cameras [N, 18]`` and N images of uint8 bytes.
+
+    Raises:
+        CorruptChunkError: naming ``source`` (the scene) and, as the file, ``path``.
+    """
+    missing = [field for field in _SCENE_FIELDS if field not in scene]
+    if missing:
+        raise CorruptChunkError(source, f'lacks {missing}; a chunk scene needs {list(_SCENE_FIELDS)}', path)
+    cameras, images = scene['cameras'], scene['images']
+    if not isinstance(cameras, Tensor) or cameras.dim() != 2 or cameras.shape[1] != 18:
+        shape = list(cameras.shape) if isinstance(cameras, Tensor) else type(cameras).__name__
+        raise CorruptChunkError(source, f'camera rows must be a tensor [N, 18], got {shape}', path)
+    if not isinstance(images, (list, tuple)) or len(images) != len(cameras):
+        count = len(images) if isinstance(images, (list, tuple)) else type(images).__name__
+        raise CorruptChunkError(source, f'has {count} images but {len(cameras)} cameras', path)
+    if not all(isinstance(data, Tensor) and data.dtype == torch.uint8 and data.dim() == 1 for data in images):
+        raise CorruptChunkError(source, 'images must be uint8 1-D tensors of encoded image bytes', path)
 
 
 def evaluation_index(num_frames: Mapping[str, int], num_targets: int = 49,
@@ -199,12 +290,15 @@ def evaluation_index(num_frames: Mapping[str, int], num_targets: int = 49,
         num_targets: targets per scene.
         context_gap: frames between the context views; None spans the whole scene.
     """
+    if num_targets < 1:
+        raise InputError('num_eval_targets', f'an evaluation index needs at least 1 target per scene, got {num_targets}')
     index = {}
     for key, frames in num_frames.items():
         gap = frames - 1 if context_gap is None else context_gap
         if gap > frames - 1 or gap < num_targets + 1:
-            raise ValueError(f"scene '{key}' has {frames} frames: cannot hold a context gap of {gap} with "
-                             f'{num_targets} targets strictly between (need a gap of at least {num_targets + 1})')
+            raise InputError(f"scene '{key}'", f'has {frames} frames: cannot hold a context gap of {gap} with '
+                                               f'{num_targets} targets strictly between (need a gap of at least '
+                                               f'{num_targets + 1})')
         index[key] = {'context': [0, gap], 'target': evenly_spaced_between(0, gap, num_targets)}
     return index
 
@@ -238,6 +332,12 @@ def write_dataset(root: str | Path, stage: str, examples: Iterable[dict], *, sce
     final = root / stage
     if final.exists() and not overwrite:
         raise FileExistsError(f'{final} already exists; pass overwrite=True to replace it')
+    if scenes_per_chunk < 1:
+        raise InputError('scenes_per_chunk', f'must be at least 1, got {scenes_per_chunk}')
+    if num_eval_targets is not None and num_eval_targets < 1:
+        raise InputError('num_eval_targets', f'must be at least 1 (or None for no evaluation index), '
+                                             f'got {num_eval_targets}')
+    created = [folder for folder in (root, *root.parents) if not folder.exists()]  # removed again on failure
     root.mkdir(parents=True, exist_ok=True)
     partial = new_partial_dir(root, f'.{stage}.partial-')
     try:
@@ -281,5 +381,10 @@ def write_dataset(root: str | Path, stage: str, examples: Iterable[dict], *, sce
             os.rename(partial, final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
+        for folder in created:  # innermost first; only while empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     return final

@@ -5,7 +5,10 @@ default output; read when present) or all as ``.txt``:
 
 * cameras: id, model, width, height, parameters;
 * images: id, quaternion ``qw qx qy qz`` and translation of the **world-to-camera** rotation and
-  translation (OpenCV axes: ``X_cam = R X_world + t``), camera id, file name, 2D points (skipped);
+  translation (OpenCV axes: ``X_cam = R X_world + t``), camera id, file name, 2D points (skipped).
+  In ``images.txt`` an image's 2D points follow on their own line, which may be blank or, as some
+  exporters write, absent: lines are told apart by content (a 2D-point line is all numbers, a
+  multiple of three of them), not by position;
 * points3D: id, position, colour, error, track (skipped).
 
 Camera models: SIMPLE_PINHOLE and PINHOLE are pinholes; SIMPLE_RADIAL, RADIAL, OPENCV and
@@ -16,24 +19,29 @@ refused: undistort such a model with ``colmap image_undistorter`` first. COLMAP'
 convention (image corner at 0) is the one ``pixel_cameras`` uses.
 
 Registered images become the frames of a scene, ordered by file name with numbers compared by
-value; the sparse points give per-scene depth bounds when none are configured.
+value; the sparse points give per-scene depth bounds when none are configured. Errors name the
+model file with the line, camera or image: unreadable lines raise
+:class:`~videoscene.errors.InputError`, a zero quaternion, non-positive focal lengths or a
+non-finite pose :class:`~videoscene.errors.CameraError`.
 """
 from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from videoscene.errors import CameraError, InputError
+from videoscene.geometry.camera_validation import check_extrinsics
 from videoscene.geometry.rotations import quaternion_to_matrix
 from videoscene.registry import DATASETS
 from .base import SceneDataset
 from .image_files import ImageFileScene, ImageFileSource, natural_key
-from .pixel_cameras import PixelCamera
+from .pixel_cameras import PixelCamera, pixel_camera
 from .view_samplers import ViewSampler
 
 __all__ = ['CAMERA_MODELS', 'ColmapCamera', 'ColmapImage', 'ColmapModel', 'read_colmap_model', 'read_colmap_scene',
@@ -46,48 +54,68 @@ CAMERA_MODELS = {
     9: ('RADIAL_FISHEYE', 5), 10: ('THIN_PRISM_FISHEYE', 12), 11: ('RAD_TAN_THIN_PRISM_FISHEYE', 16),
 }
 _PARAMETER_COUNTS = dict(CAMERA_MODELS.values())
+_UNDISTORTED_MODELS = ('SIMPLE_PINHOLE', 'PINHOLE', 'SIMPLE_RADIAL', 'RADIAL', 'OPENCV', 'FULL_OPENCV', 'OPENCV_FISHEYE')
 
 
 @dataclass
 class ColmapCamera:
+    """A camera of the model; ``source`` names it in errors (file and camera id)."""
+
     id: int
     model: str
     width: int
     height: int
     params: tuple[float, ...]
+    source: str = field(default='', compare=False)
 
     def pixel_camera(self) -> PixelCamera:
-        """This camera as a :class:`PixelCamera`; unsupported models raise ``ValueError``."""
-        p, size = self.params, (self.width, self.height)
+        """This camera as a :class:`PixelCamera`.
+
+        Raises:
+            InputError: a model videoscene does not undistort.
+            CameraError: non-positive or non-finite intrinsics.
+        """
+        p, size, where = self.params, (self.width, self.height), self.source
         if self.model == 'SIMPLE_PINHOLE':
-            return PixelCamera(*size, p[0], p[0], p[1], p[2])
+            return pixel_camera(where, *size, p[0], p[0], p[1], p[2])
         if self.model == 'PINHOLE':
-            return PixelCamera(*size, *p)
+            return pixel_camera(where, *size, *p)
         if self.model == 'SIMPLE_RADIAL':
-            return PixelCamera(*size, p[0], p[0], p[1], p[2], 'opencv', (p[3], 0.0, 0.0, 0.0))
+            return pixel_camera(where, *size, p[0], p[0], p[1], p[2], 'opencv', (p[3], 0.0, 0.0, 0.0))
         if self.model == 'RADIAL':
-            return PixelCamera(*size, p[0], p[0], p[1], p[2], 'opencv', (p[3], p[4], 0.0, 0.0))
+            return pixel_camera(where, *size, p[0], p[0], p[1], p[2], 'opencv', (p[3], p[4], 0.0, 0.0))
         if self.model in ('OPENCV', 'FULL_OPENCV'):
-            return PixelCamera(*size, *p[:4], 'opencv', tuple(p[4:]))
+            return pixel_camera(where, *size, *p[:4], 'opencv', tuple(p[4:]))
         if self.model == 'OPENCV_FISHEYE':
-            return PixelCamera(*size, *p[:4], 'fisheye', tuple(p[4:]))
-        raise ValueError(f'COLMAP camera {self.id} uses the {self.model} model, which videoscene does not undistort; '
-                         'run `colmap image_undistorter` (it writes PINHOLE cameras) and read its output')
+            return pixel_camera(where, *size, *p[:4], 'fisheye', tuple(p[4:]))
+        raise InputError(where, f'the {self.model} model is not one videoscene undistorts ({_UNDISTORTED_MODELS})')
 
 
 @dataclass
 class ColmapImage:
+    """A registered image; ``source`` names it in errors (file, image id and name)."""
+
     id: int
     qvec: tuple[float, float, float, float]  # w, x, y, z of the world-to-camera rotation
     tvec: tuple[float, float, float]
     camera_id: int
     name: str
+    source: str = field(default='', compare=False)
 
     def camera_to_world(self) -> Tensor:
-        """OpenCV camera-to-world ``[4, 4]`` (float64)."""
+        """OpenCV camera-to-world ``[4, 4]`` (float64).
+
+        Raises:
+            CameraError: a zero or non-finite quaternion, or a non-finite translation.
+        """
+        qvec = torch.tensor(self.qvec, dtype=torch.float64)
+        if not bool(torch.isfinite(qvec).all()) or float(qvec.norm()) < 1e-12:
+            raise CameraError(self.source, f'zero or non-finite quaternion (qw qx qy qz) = {self.qvec}; expected the '
+                                           'unit quaternion of the world-to-camera rotation')
         w2c = torch.eye(4, dtype=torch.float64)
-        w2c[:3, :3] = quaternion_to_matrix(torch.tensor(self.qvec, dtype=torch.float64))
+        w2c[:3, :3] = quaternion_to_matrix(qvec)
         w2c[:3, 3] = torch.tensor(self.tvec, dtype=torch.float64)
+        check_extrinsics(w2c, self.source)
         return torch.linalg.inv(w2c)
 
 
@@ -104,44 +132,70 @@ class ColmapModel:
 def _check_count(model: str, params: Sequence[float], where: str) -> None:
     expected = _PARAMETER_COUNTS.get(model)
     if expected is None:
-        raise ValueError(f'{where}: unknown COLMAP camera model {model}')
+        raise InputError(where, f'unknown COLMAP camera model {model}; expected one of {list(_PARAMETER_COUNTS)}')
     if len(params) != expected:
-        raise ValueError(f'{where}: a {model} camera has {expected} parameters, got {len(params)}')
+        raise InputError(where, f'a {model} camera has {expected} parameters, got {len(params)}')
 
 
-def _content_lines(path: Path) -> list[str]:
-    return [line for line in path.read_text().splitlines() if not line.startswith('#')]
+def _content_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line number, text)`` of the lines that are not comments."""
+    return [(number, line) for number, line in enumerate(path.read_text().splitlines(), start=1)
+            if not line.startswith('#')]
+
+
+def _numbers(fields: Sequence[str]) -> bool:
+    try:
+        [float(field) for field in fields]
+    except ValueError:
+        return False
+    return True
+
+
+def _parse(path: Path, number: int, line: str, expected: str, parse):
+    """``parse(fields)`` of one line; a malformed line raises ``InputError`` naming the file and line."""
+    try:
+        return parse(line.split())
+    except (ValueError, IndexError) as error:
+        raise InputError(f'{path}, line {number}', f'expected {expected}, got {line.strip()!r:.200} ({error})') from None
 
 
 def _read_text(folder: Path) -> ColmapModel:
     cameras = {}
-    for line in _content_lines(folder / 'cameras.txt'):
+    path = folder / 'cameras.txt'
+    for number, line in _content_lines(path):
         if not line.strip():
             continue
-        fields = line.split()
-        camera_id, model, params = int(fields[0]), fields[1], tuple(float(v) for v in fields[4:])
-        _check_count(model, params, f'{folder / "cameras.txt"}, camera {camera_id}')
-        cameras[camera_id] = ColmapCamera(camera_id, model, int(fields[2]), int(fields[3]), params)
+        camera_id, model, width, height, params = _parse(
+            path, number, line, 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]',
+            lambda f: (int(f[0]), f[1], int(f[2]), int(f[3]), tuple(float(v) for v in f[4:])))
+        where = f'{path}, camera {camera_id}'
+        _check_count(model, params, where)
+        cameras[camera_id] = ColmapCamera(camera_id, model, width, height, params, where)
 
     images = {}
-    lines = _content_lines(folder / 'images.txt')
-    i = 0
-    while i < len(lines):
-        if not lines[i].strip():  # blank lines between entries; an entry's 2D-point line may be blank too
-            i += 1
-            continue
-        fields = lines[i].split(maxsplit=9)
-        if len(fields) != 10:
-            raise ValueError(f'{folder / "images.txt"}: expected IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME, '
-                             f'got {lines[i]!r}')
-        values = [float(v) for v in fields[1:8]]
-        image = ColmapImage(int(fields[0]), tuple(values[:4]), tuple(values[4:]), int(fields[8]), fields[9].strip())
-        images[image.id] = image
-        i += 2  # the next line lists the image's 2D points
+    path = folder / 'images.txt'
+    for number, line in _content_lines(path):
+        fields = line.split()
+        if not fields or (len(fields) % 3 == 0 and _numbers(fields)):
+            continue  # an image's 2D points (x y point3D_id triples), or a blank line: none
+        if len(fields) < 10:
+            raise InputError(f'{path}, line {number}', 'expected IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME, '
+                                                       f'got {line.strip()!r:.200}')
+        image_id, values, camera_id = _parse(
+            path, number, line, 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME',
+            lambda f: (int(f[0]), [float(v) for v in f[1:8]], int(f[8])))
+        name = line.split(maxsplit=9)[9].strip()
+        if image_id in images:
+            raise InputError(f'{path}, line {number}', f'image id {image_id} appears twice')
+        images[image_id] = ColmapImage(image_id, tuple(values[:4]), tuple(values[4:]), camera_id, name,
+                                       f'{path}, image {image_id} ({name})')
 
-    rows = [line.split() for line in _content_lines(folder / 'points3D.txt') if line.strip()]
-    points = torch.tensor([[float(v) for v in row[1:4]] for row in rows], dtype=torch.float64).reshape(-1, 3)
-    colors = torch.tensor([[int(v) for v in row[4:7]] for row in rows], dtype=torch.uint8).reshape(-1, 3)
+    path = folder / 'points3D.txt'
+    rows = [_parse(path, number, line, 'POINT3D_ID X Y Z R G B ERROR TRACK[]',
+                   lambda f: ([float(v) for v in f[1:4]], [int(v) for v in f[4:7]]))
+            for number, line in _content_lines(path) if line.strip()]
+    points = torch.tensor([row[0] for row in rows], dtype=torch.float64).reshape(-1, 3)
+    colors = torch.tensor([row[1] for row in rows], dtype=torch.uint8).reshape(-1, 3)
     return ColmapModel(cameras, images, points, colors)
 
 
@@ -154,21 +208,24 @@ class _Reader:
     def read(self, fmt: str) -> tuple:
         size = struct.calcsize('<' + fmt)
         if self.offset + size > len(self.data):
-            raise ValueError(f'{self.path} ends early: it is not a complete COLMAP binary file')
+            raise InputError(self.path, 'ends early: it is not a complete COLMAP binary file')
         values = struct.unpack_from('<' + fmt, self.data, self.offset)
         self.offset += size
         return values
 
     def skip(self, size: int) -> None:
         if self.offset + size > len(self.data):
-            raise ValueError(f'{self.path} ends early: it is not a complete COLMAP binary file')
+            raise InputError(self.path, 'ends early: it is not a complete COLMAP binary file')
         self.offset += size
 
     def name(self) -> str:
         end = self.data.find(b'\x00', self.offset)
         if end < 0:
-            raise ValueError(f'{self.path}: unterminated image name')
-        text = self.data[self.offset:end].decode()
+            raise InputError(self.path, 'unterminated image name: it is not a complete COLMAP binary file')
+        try:
+            text = self.data[self.offset:end].decode()
+        except UnicodeDecodeError:
+            raise InputError(self.path, f'image name at byte {self.offset} is not UTF-8 text') from None
         self.offset = end + 1
         return text
 
@@ -178,10 +235,11 @@ def _read_binary(folder: Path) -> ColmapModel:
     cameras = {}
     for _ in range(reader.read('Q')[0]):
         camera_id, model_id, width, height = reader.read('iiQQ')
+        where = f'{reader.path}, camera {camera_id}'
         if model_id not in CAMERA_MODELS:
-            raise ValueError(f'{reader.path}, camera {camera_id}: unknown COLMAP camera model id {model_id}')
+            raise InputError(where, f'unknown COLMAP camera model id {model_id}')
         model, count = CAMERA_MODELS[model_id]
-        cameras[camera_id] = ColmapCamera(camera_id, model, width, height, reader.read('d' * count))
+        cameras[camera_id] = ColmapCamera(camera_id, model, width, height, reader.read('d' * count), where)
 
     reader = _Reader(folder / 'images.bin')
     images = {}
@@ -189,7 +247,8 @@ def _read_binary(folder: Path) -> ColmapModel:
         image_id, qw, qx, qy, qz, tx, ty, tz, camera_id = reader.read('idddddddi')
         name = reader.name()
         reader.skip(24 * reader.read('Q')[0])  # 2D points: x, y (double), point3D id (int64)
-        images[image_id] = ColmapImage(image_id, (qw, qx, qy, qz), (tx, ty, tz), camera_id, name)
+        images[image_id] = ColmapImage(image_id, (qw, qx, qy, qz), (tx, ty, tz), camera_id, name,
+                                       f'{reader.path}, image {image_id} ({name})')
 
     reader = _Reader(folder / 'points3D.bin')
     points, colors = [], []
@@ -228,18 +287,21 @@ def read_colmap_scene(scene_dir: str | Path, sparse_dir: str = 'sparse/0', image
     scene_dir = Path(scene_dir).expanduser()
     model = read_colmap_model(scene_dir / sparse_dir)
     if not model.images:
-        raise ValueError(f'{scene_dir / sparse_dir}: the COLMAP model has no registered images')
+        raise InputError(scene_dir / sparse_dir, 'the COLMAP model has no registered images')
     images = sorted(model.images.values(), key=lambda image: natural_key(image.name))
     cameras = {}
     for image in images:
         if image.camera_id not in model.cameras:
-            raise ValueError(f'{scene_dir / sparse_dir}: image {image.name} refers to camera {image.camera_id}, '
-                             'which the model does not have')
+            raise InputError(scene_dir / sparse_dir, f'image {image.name} refers to camera {image.camera_id}, which '
+                                                     'the model does not have')
         if image.camera_id not in cameras:
-            try:
-                cameras[image.camera_id] = model.cameras[image.camera_id].pixel_camera()
-            except ValueError as error:
-                raise ValueError(f'{scene_dir / sparse_dir}: {error}') from None
+            camera = model.cameras[image.camera_id]
+            if camera.model not in _UNDISTORTED_MODELS:
+                raise InputError(scene_dir / sparse_dir, f'COLMAP camera {camera.id} uses the {camera.model} model, '
+                                                         'which videoscene does not undistort; run `colmap '
+                                                         'image_undistorter` (it writes PINHOLE cameras) and read its '
+                                                         'output')
+            cameras[image.camera_id] = camera.pixel_camera()
     scene = ImageFileScene(
         key=key or scene_dir.name,
         paths=[scene_dir / image_dir / image.name for image in images],
@@ -264,8 +326,8 @@ def depth_bounds(points: Tensor, extrinsics: Tensor, intrinsics: Tensor, max_poi
     inside = (z > 0) & (uv[..., 0] >= 0) & (uv[..., 0] <= 1) & (uv[..., 1] >= 0) & (uv[..., 1] <= 1)
     depths = z[inside].numpy()
     if len(depths) < 2:
-        raise ValueError(f'too few sparse points ({len(depths)}) in front of the cameras to derive depth bounds; '
-                         'give near and far explicitly')
+        raise InputError('depth bounds', f'too few sparse points ({len(depths)}) in front of the cameras to derive '
+                                         'depth bounds; give near and far explicitly')
     return 0.5 * float(np.percentile(depths, 1)), 2.0 * float(np.percentile(depths, 99))
 
 
@@ -303,6 +365,6 @@ class COLMAPDataset(SceneDataset):
             extrinsics, intrinsics = self.source.cameras(key)
             try:
                 self._bounds[key] = depth_bounds(self.points[key], extrinsics, intrinsics)
-            except ValueError as error:
-                raise ValueError(f"COLMAP scene '{key}': {error}") from None
+            except InputError as error:
+                raise InputError(f"COLMAP scene '{key}'", error.problem) from None
         return self._bounds[key]

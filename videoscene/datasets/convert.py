@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from videoscene.geometry.camera_validation import check_extrinsics, check_intrinsics
 from .base import SceneSource
 from .chunks import encode_example, write_dataset
 
@@ -12,9 +13,16 @@ __all__ = ['source_examples', 'convert_to_chunks']
 
 def source_examples(source: SceneSource, jpeg_quality: int = 95) -> Iterator[dict]:
     """Chunk-format scene dicts of every scene of ``source`` (all frames, undistorted), made lazily.
-    JPEG files that need no change are stored byte for byte (see ``SceneSource.encoded_images``)."""
+    JPEG files that need no change are stored byte for byte (see ``SceneSource.encoded_images``).
+    Cameras are checked by ``geometry.camera_validation`` (``CameraError`` naming the frame)."""
     for key in source.keys:
         extrinsics, intrinsics = source.cameras(key)
+
+        def name(index: tuple[int, ...], key: str = key) -> str:
+            return source.describe(key, index[0]) if index else f"scene '{key}'"
+
+        check_extrinsics(extrinsics, name)
+        check_intrinsics(intrinsics, name)
         yield encode_example(key, source.encoded_images(key, jpeg_quality), extrinsics, intrinsics,
                              timestamps=source.timestamps(key), url=source.url(key))
 

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from videoscene.errors import InputError
 from .base import SceneSource
 from .chunks import decode_image, encode_image
 from .pixel_cameras import PixelCamera
@@ -30,12 +32,12 @@ def read_image_file(path: str | Path) -> Tensor:
 
     Raises:
         FileNotFoundError: no such file.
-        CorruptImageError: the file does not decode (the message names it).
+        CorruptImageError: the file is empty or does not decode (the message names it).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'image file {path} does not exist')
-    return decode_image(torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8), str(path))
+    return decode_image(torch.from_numpy(np.frombuffer(path.read_bytes(), dtype=np.uint8).copy()), str(path))
 
 
 @dataclass
@@ -58,10 +60,11 @@ class ImageFileScene:
 
     def __post_init__(self) -> None:
         if not (len(self.paths) == len(self.cameras) == len(self.extrinsics)) or not self.paths:
-            raise ValueError(f"scene '{self.key}': need as many image files ({len(self.paths)}), cameras "
-                             f'({len(self.cameras)}) and extrinsics ({len(self.extrinsics)}), at least one')
+            raise InputError(f"scene '{self.key}'", f'need as many image files ({len(self.paths)}), cameras '
+                                                    f'({len(self.cameras)}) and extrinsics ({len(self.extrinsics)}), '
+                                                    'at least one')
         if self.extrinsics.shape[1:] != (4, 4):
-            raise ValueError(f"scene '{self.key}': extrinsics must be [N, 4, 4], got {list(self.extrinsics.shape)}")
+            raise InputError(f"scene '{self.key}'", f'extrinsics must be [N, 4, 4], got {list(self.extrinsics.shape)}')
 
 
 class ImageFileSource(SceneSource):
@@ -77,16 +80,18 @@ class ImageFileSource(SceneSource):
         self.scenes: dict[str, ImageFileScene] = {}
         for scene in scenes:
             if scene.key in self.scenes:
-                raise ValueError(f"two scenes have the key '{scene.key}'")
+                raise InputError(f"scene '{scene.key}'", 'two scenes have this key (scenes are keyed by their folder '
+                                                         'names, which must differ)')
             missing = [str(path) for path in scene.paths if not path.is_file()]
             if missing:
                 raise FileNotFoundError(f"scene '{scene.key}': {len(missing)} image files do not exist, "
                                         f'e.g. {missing[:3]}')
             distorted = [camera for camera in scene.cameras if camera.distorted]
             if distorted and not undistort:
-                raise ValueError(f"scene '{scene.key}' has lens distortion ({distorted[0].model} coefficients "
-                                 f'{distorted[0].coefficients}) and undistort=False: its images do not fit a '
-                                 'pinhole camera; enable undistort or undistort them first')
+                raise InputError(f"scene '{scene.key}'", f'has lens distortion ({distorted[0].model} coefficients '
+                                                         f'{distorted[0].coefficients}) and undistort=False: its images '
+                                                         'do not fit a pinhole camera; enable undistort or undistort '
+                                                         'them first')
             self.scenes[scene.key] = scene
 
     @property
@@ -104,8 +109,9 @@ class ImageFileSource(SceneSource):
             path, camera = scene.paths[frame], scene.cameras[frame]
             image = read_image_file(path)
             if tuple(image.shape[1:]) != (camera.height, camera.width):
-                raise ValueError(f"{path} (scene '{key}', frame {frame}) is {image.shape[2]} x {image.shape[1]} "
-                                 f'pixels but its camera is {camera.width} x {camera.height}')
+                raise InputError(f"{path} (scene '{key}', frame {frame})", f'is {image.shape[2]} x {image.shape[1]} '
+                                                                           f'pixels but its camera is {camera.width} x '
+                                                                           f'{camera.height}')
             images.append(camera.undistort(image))
         return images
 
@@ -119,7 +125,7 @@ class ImageFileSource(SceneSource):
         for frame, (path, camera) in enumerate(zip(scene.paths, scene.cameras)):
             if path.suffix.lower() in _JPEG_SUFFIXES and not camera.distorted:
                 self.images(key, [frame])  # checks that the file decodes at its camera's size
-                encoded.append(torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8))
+                encoded.append(torch.from_numpy(np.frombuffer(path.read_bytes(), dtype=np.uint8).copy()))
             else:
                 encoded.append(encode_image(self.images(key, [frame])[0], jpeg_quality))
         return encoded

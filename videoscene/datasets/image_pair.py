@@ -7,10 +7,13 @@ optionally ``cameras.json``::
      "extrinsics": [[4 x 4], [4 x 4]]}                           # OpenCV camera-to-world, optional
 
 Without ``extrinsics`` the relative pose is estimated (``videoscene.geometry.pose_estimation``:
-SIFT, ratio test, essential matrix) with the given intrinsics, or with a 60 degree horizontal
-field of view and centred principal point when the file or ``intrinsics`` is absent: view 0 at
-the identity, the baseline normalised to 1. The match statistics are logged and kept in
-``reports``; a pair that cannot be matched raises ``PoseEstimationError`` naming both files.
+SIFT matches, essential matrix or homography by model selection, cheirality, parallax and a
+bootstrap confidence) with the given intrinsics, or with a 60 degree horizontal field of view and
+centred principal point when the file or ``intrinsics`` is absent: view 0 at the identity, the
+baseline normalised to 1. The match report is logged and kept in ``reports``; a pair whose pose
+cannot be estimated reliably (identical, unrelated or mirrored images, too little parallax, an
+unstable estimate) raises ``PoseEstimationError`` naming both files. Cameras from ``cameras.json``
+are checked by ``geometry.camera_validation`` (errors name the file and the camera).
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ import torch
 from mmengine.logging import print_log
 from torch import Tensor
 
+from videoscene.errors import InputError
+from videoscene.geometry.camera_validation import check_extrinsics, check_intrinsics
 from videoscene.geometry.pose_estimation import MatchReport, default_intrinsics, estimate_relative_pose
 from videoscene.registry import DATASETS
 from .base import SceneDataset
@@ -34,13 +39,15 @@ __all__ = ['read_image_pair', 'ImagePairDataset']
 
 def _matrices(value, shape: tuple[int, ...], count: int, where: str) -> Tensor:
     """``value`` as ``count`` matrices of ``shape`` (one matrix is repeated)."""
-    matrices = torch.tensor(value, dtype=torch.float64)
+    try:
+        matrices = torch.tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError):
+        raise InputError(where, f'expected one {list(shape)} matrix of numbers or {count} of them, '
+                                f'got {value!r:.200}') from None
     if matrices.shape == shape:
         matrices = matrices.expand(count, *shape)
     if matrices.shape != (count, *shape):
-        raise ValueError(f'{where}: expected one {list(shape)} matrix or {count} of them, got {list(matrices.shape)}')
-    if not bool(torch.isfinite(matrices).all()):
-        raise ValueError(f'{where}: non-finite values {matrices.tolist()}')
+        raise InputError(where, f'expected one {list(shape)} matrix or {count} of them, got {list(matrices.shape)}')
     return matrices
 
 
@@ -58,37 +65,40 @@ def read_image_pair(folder: str | Path, **estimation) -> tuple[ImageFileScene, M
     paths = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
                    key=lambda p: natural_key(p.name))
     if len(paths) != 2:
-        raise ValueError(f'image pair folder {folder} must hold exactly two images ({", ".join(IMAGE_SUFFIXES)}), '
-                         f'found {len(paths)}: {[p.name for p in paths]}')
+        raise InputError(folder, f'an image pair folder must hold exactly two images ({", ".join(IMAGE_SUFFIXES)}), '
+                                 f'found {len(paths)}: {[p.name for p in paths]}')
     images = [read_image_file(path) for path in paths]
     camera_file = folder / 'cameras.json'
     try:
         cameras = json.loads(camera_file.read_text()) if camera_file.is_file() else {}
-    except json.JSONDecodeError as error:
-        raise ValueError(f'{camera_file} is not valid JSON: {error}') from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(camera_file, f'not valid JSON ({error})') from None
     if not isinstance(cameras, dict):
-        raise ValueError(f'{camera_file} must hold a JSON object with "intrinsics" and optional "extrinsics"')
+        raise InputError(camera_file, 'must hold a JSON object with "intrinsics" and optional "extrinsics"')
     if 'extrinsics' in cameras and 'intrinsics' not in cameras:
-        raise ValueError(f'{camera_file} gives extrinsics but no intrinsics: both are needed to use them')
+        raise InputError(camera_file, 'gives extrinsics but no intrinsics: both are needed to use them')
     if 'intrinsics' in cameras:
-        intrinsics = _matrices(cameras['intrinsics'], (3, 3), 2, f'{camera_file} intrinsics').float()
+        intrinsics = _matrices(cameras['intrinsics'], (3, 3), 2, f'{camera_file} intrinsics')
+        check_intrinsics(intrinsics, f'{camera_file} intrinsics')
+        intrinsics = intrinsics.float()
     else:
         intrinsics = torch.stack([default_intrinsics(*image.shape[1:]) for image in images])
     report = None
     if 'extrinsics' in cameras:
-        extrinsics = _matrices(cameras['extrinsics'], (4, 4), 2, f'{camera_file} extrinsics').float()
+        extrinsics = _matrices(cameras['extrinsics'], (4, 4), 2, f'{camera_file} extrinsics')
+        check_extrinsics(extrinsics, f'{camera_file} extrinsics')
+        extrinsics = extrinsics.float()
     else:
         pose = estimate_relative_pose(images[0], images[1], intrinsics, names=(str(paths[0]), str(paths[1])),
                                       **estimation)
         extrinsics, report = pose.extrinsics, pose.report
-        print_log(f"image pair '{folder.name}': relative pose from {report.matches} SIFT matches "
-                  f'({report.keypoints[0]} and {report.keypoints[1]} keypoints): {report.inliers} essential-matrix '
-                  f'inliers, {report.pose_inliers} in front of both cameras; baseline set to 1', logger='current')
+        print_log(f"image pair '{folder.name}': relative pose estimated (baseline set to 1): {report.summary()}",
+                  logger='current')
     pixel_cameras = []
-    for path, image, k in zip(paths, images, intrinsics):
-        if k[0, 1] != 0 or k[1, 0] != 0 or k[2].tolist() != [0.0, 0.0, 1.0]:
-            raise ValueError(f'{camera_file}: intrinsics of {path.name} must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] '
-                             f'(normalised, no skew), got {k.tolist()}')
+    for index, (path, image, k) in enumerate(zip(paths, images, intrinsics)):
+        if k[0, 1] != 0:
+            raise InputError(f'{camera_file} intrinsics, camera {index}', f'the skew of {path.name} must be 0 '
+                                                                          f'(a pinhole without skew), got {k.tolist()}')
         height, width = image.shape[1:]
         pixel_cameras.append(PixelCamera(width, height, float(k[0, 0]) * width, float(k[1, 1]) * height,
                                          float(k[0, 2]) * width, float(k[1, 2]) * height))

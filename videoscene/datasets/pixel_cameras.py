@@ -27,7 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ['PixelCamera', 'DISTORTION_MODELS']
+from videoscene.errors import CameraError
+
+__all__ = ['PixelCamera', 'DISTORTION_MODELS', 'pixel_camera']
 
 DISTORTION_MODELS = {'pinhole': (0,), 'opencv': (4, 5, 8), 'fisheye': (4,)}  # model -> accepted coefficient counts
 
@@ -54,12 +56,18 @@ class PixelCamera:
 
     def __post_init__(self) -> None:
         if self.model not in DISTORTION_MODELS:
-            raise ValueError(f"unknown distortion model '{self.model}'; expected one of {list(DISTORTION_MODELS)}")
+            raise CameraError('camera', f"unknown distortion model '{self.model}'; expected one of "
+                                        f'{list(DISTORTION_MODELS)}')
         if len(self.coefficients) not in DISTORTION_MODELS[self.model]:
-            raise ValueError(f"distortion model '{self.model}' takes {DISTORTION_MODELS[self.model]} coefficients, "
-                             f'got {len(self.coefficients)}: {self.coefficients}')
-        if self.width < 1 or self.height < 1 or not (self.fx > 0 and self.fy > 0):
-            raise ValueError(f'a camera needs a positive size and focal lengths, got {self}')
+            raise CameraError('camera', f"distortion model '{self.model}' takes {DISTORTION_MODELS[self.model]} "
+                                        f'coefficients, got {len(self.coefficients)}: {self.coefficients}')
+        values = (self.fx, self.fy, self.cx, self.cy, *self.coefficients)
+        if not all(np.isfinite(value) for value in values):
+            raise CameraError('camera', f'non-finite intrinsics or distortion: {values}')
+        if self.width < 1 or self.height < 1:
+            raise CameraError('camera', f'image size must be positive, got {self.width} x {self.height}')
+        if not (self.fx > 0 and self.fy > 0):
+            raise CameraError('camera', f'focal lengths must be positive, got fx = {self.fx:.4g}, fy = {self.fy:.4g}')
 
     @property
     def distorted(self) -> bool:
@@ -80,6 +88,14 @@ class PixelCamera:
         pixels = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
         undistorted = cv2.remap(pixels, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         return torch.from_numpy(undistorted).permute(2, 0, 1).contiguous()
+
+
+def pixel_camera(where: str, *args, **kwargs) -> PixelCamera:
+    """``PixelCamera(*args, **kwargs)`` whose errors name ``where`` (e.g. a file and frame)."""
+    try:
+        return PixelCamera(*args, **kwargs)
+    except CameraError as error:
+        raise CameraError(where, error.problem) from None
 
 
 @functools.lru_cache(maxsize=32)

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from videoscene.registry import DATASETS
 from .base import SceneDataset, SceneSource
-from .chunks import decode_cameras, decode_depth, decode_image, load_chunk, load_index
+from .chunks import CorruptChunkError, check_scene, decode_cameras, decode_depth, decode_image, load_chunk, load_index
 from .view_samplers import ViewSampler
 
 __all__ = ['ChunkSource', 'RE10KDataset', 'ACIDDataset']
@@ -18,7 +18,10 @@ class ChunkSource(SceneSource):
     """The scenes of ``{root}/{stage}`` in the chunk format, loaded lazily through ``index.json``.
 
     The chunk in use stays cached, so reading scenes in index order loads each chunk once; the
-    cache is dropped when the source is pickled (e.g. into DataLoader workers).
+    cache is dropped when the source is pickled (e.g. into DataLoader workers). A chunk that does
+    not load, a scene its chunk lacks or a scene dict without cameras and images raises
+    :class:`~videoscene.datasets.chunks.CorruptChunkError` (the dataset skips it); a chunk that
+    failed once is not read again.
     """
 
     def __init__(self, root: str | Path, stage: str) -> None:
@@ -27,6 +30,7 @@ class ChunkSource(SceneSource):
         self.chunk_paths = load_index(self.root, stage)
         self._chunk_path: Path | None = None
         self._chunk: dict[str, dict] = {}
+        self._bad_chunks: dict[Path, CorruptChunkError] = {}
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, '_chunk_path': None, '_chunk': {}}
@@ -38,34 +42,39 @@ class ChunkSource(SceneSource):
     def load_scene(self, key: str) -> dict:
         """The raw scene dict of ``key`` (see ``chunks``), from the cached chunk when possible."""
         path = self.chunk_paths[key]
+        if path in self._bad_chunks:
+            raise self._bad_chunks[path]
         if path != self._chunk_path:
             if not path.is_file():
                 raise FileNotFoundError(f"chunk {path} of scene '{key}' (listed in "
                                         f'{self.root / self.stage / "index.json"}) does not exist')
-            self._chunk = {example['key']: example for example in load_chunk(path)}
+            try:
+                self._chunk = {example['key']: example for example in load_chunk(path)}
+            except CorruptChunkError as error:
+                self._bad_chunks[path] = error
+                raise
             self._chunk_path = path
         if key not in self._chunk:
-            raise KeyError(f"scene '{key}' is listed in {self.root / self.stage / 'index.json'} but missing from "
-                           f'{path}')
-        return self._chunk[key]
+            raise CorruptChunkError(f"scene '{key}' (listed in {self.root / self.stage / 'index.json'})",
+                                    f'missing from its chunk {path}', path)
+        scene = self._chunk[key]
+        check_scene(scene, f"scene '{key}' in {path}", path)
+        return scene
 
     def cameras(self, key: str) -> tuple[Tensor, Tensor]:
-        scene = self.load_scene(key)
-        extrinsics, intrinsics = decode_cameras(scene['cameras'])
-        if len(scene['images']) != len(extrinsics):
-            raise ValueError(f"scene '{key}' ({self.chunk_paths[key]}) has {len(scene['images'])} images but "
-                             f'{len(extrinsics)} cameras')
-        return extrinsics, intrinsics
+        return decode_cameras(self.load_scene(key)['cameras'])
 
     def images(self, key: str, frames: Sequence[int]) -> list[Tensor]:
         scene = self.load_scene(key)
-        return [decode_image(scene['images'][frame], self.describe(key, frame)) for frame in frames]
+        return [decode_image(scene['images'][frame], self.describe(key, frame), self.chunk_paths[key])
+                for frame in frames]
 
     def depths(self, key: str, frames: Sequence[int]) -> list[Tensor] | None:
         scene = self.load_scene(key)
         if 'depths' not in scene:
             return None
-        return [decode_depth(scene['depths'][frame]) for frame in frames]
+        return [decode_depth(scene['depths'][frame], f'depth of {self.describe(key, frame)}', self.chunk_paths[key])
+                for frame in frames]
 
     def describe(self, key: str, frame: int) -> str:
         return f"frame {frame} of scene '{key}' in {self.chunk_paths[key]}"

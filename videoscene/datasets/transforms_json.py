@@ -20,6 +20,11 @@ file's folder; NeRF-synthetic paths without a suffix find their ``.png``) and a 
 
 Frames are ordered by their file path with numbers compared by value (``frame_2`` before
 ``frame_10``), so a capture's frames come in capture order.
+
+Every frame is checked when the file is read, and errors name the file and the frame: the matrix
+must be a 4x4 or 3x4 list of numbers and a rigid camera-to-world transform
+(``geometry.camera_validation``: finite, last row ``[0, 0, 0, 1]``, a proper rotation, not scaled
+or mirrored); ``w``, ``h`` positive integers; fields of view in (0, pi) radians; focal lengths positive.
 """
 from __future__ import annotations
 
@@ -30,10 +35,12 @@ from pathlib import Path
 
 import torch
 
+from videoscene.errors import InputError
+from videoscene.geometry.camera_validation import check_extrinsics
 from videoscene.registry import DATASETS
 from .base import SceneDataset
 from .image_files import IMAGE_SUFFIXES, ImageFileScene, ImageFileSource, natural_key, read_image_file
-from .pixel_cameras import PixelCamera
+from .pixel_cameras import PixelCamera, pixel_camera
 from .view_samplers import ViewSampler
 
 __all__ = ['OPENGL_TO_OPENCV', 'read_transforms_json', 'TransformsJSONDataset']
@@ -54,41 +61,73 @@ def _resolve_image(folder: Path, file_path: str, where: str) -> Path:
     return candidates[0]
 
 
+def _number(fields: dict, name: str, where: str) -> float:
+    value = fields[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(where, f'{name} must be a finite number, got {value!r}')
+    return float(value)
+
+
+def _focal_from_angle(fields: dict, name: str, size: int, where: str) -> float:
+    angle = _number(fields, name, where)
+    if not 0 < angle < math.pi:
+        raise InputError(where, f'{name} must lie in (0, pi) radians, got {angle:g} (it is a field of view)')
+    return 0.5 * size / math.tan(0.5 * angle)
+
+
 def _pixel_camera(fields: dict, size: tuple[int, int] | None, where: str) -> PixelCamera:
     """The pixel camera of a frame from its merged (top-level + frame) fields; ``size`` = ``(w, h)``
     for frames that give none."""
-    width, height = (int(fields['w']), int(fields['h'])) if 'w' in fields and 'h' in fields else size
-    if 'fl_x' in fields:
-        fx = float(fields['fl_x'])
-    elif 'camera_angle_x' in fields:
-        fx = 0.5 * width / math.tan(0.5 * float(fields['camera_angle_x']))
+    if 'w' in fields and 'h' in fields:
+        width, height = fields['w'], fields['h']
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+            raise InputError(where, f'w and h must be positive integers (pixels), got w={width!r}, h={height!r}')
     else:
-        raise ValueError(f'{where}: no focal length: expected fl_x or camera_angle_x')
+        width, height = size
+    if 'fl_x' in fields:
+        fx = _number(fields, 'fl_x', where)
+    elif 'camera_angle_x' in fields:
+        fx = _focal_from_angle(fields, 'camera_angle_x', width, where)
+    else:
+        raise InputError(where, 'no focal length: expected fl_x or camera_angle_x')
     if 'fl_y' in fields:
-        fy = float(fields['fl_y'])
+        fy = _number(fields, 'fl_y', where)
     elif 'camera_angle_y' in fields:
-        fy = 0.5 * height / math.tan(0.5 * float(fields['camera_angle_y']))
+        fy = _focal_from_angle(fields, 'camera_angle_y', height, where)
     else:
         fy = fx
-    cx, cy = float(fields.get('cx', width / 2.0)), float(fields.get('cy', height / 2.0))
-    k = {name: float(fields.get(name, 0.0)) for name in _DISTORTION_KEYS}
+    cx = _number(fields, 'cx', where) if 'cx' in fields else width / 2.0
+    cy = _number(fields, 'cy', where) if 'cy' in fields else height / 2.0
+    k = {name: _number(fields, name, where) if name in fields else 0.0 for name in _DISTORTION_KEYS}
     model = fields.get('camera_model', 'OPENCV' if any(k.values()) else 'PINHOLE')
     if model == 'PINHOLE':
         nonzero = {name: value for name, value in k.items() if value}
         if nonzero:
-            raise ValueError(f'{where}: camera_model PINHOLE with distortion coefficients {nonzero}')
-        return PixelCamera(width, height, fx, fy, cx, cy)
+            raise InputError(where, f'camera_model PINHOLE with distortion coefficients {nonzero}')
+        return pixel_camera(where, width, height, fx, fy, cx, cy)
     if model == 'OPENCV':
         if k['k4']:
-            raise ValueError(f"{where}: camera_model OPENCV with k4 = {k['k4']}: nerfstudio's r^8 radial term has "
-                             'no OpenCV counterpart, so these images cannot be undistorted faithfully')
-        return PixelCamera(width, height, fx, fy, cx, cy, 'opencv', (k['k1'], k['k2'], k['p1'], k['p2'], k['k3']))
+            raise InputError(where, f"camera_model OPENCV with k4 = {k['k4']}: nerfstudio's r^8 radial term has "
+                                    'no OpenCV counterpart, so these images cannot be undistorted faithfully')
+        return pixel_camera(where, width, height, fx, fy, cx, cy, 'opencv', (k['k1'], k['k2'], k['p1'], k['p2'], k['k3']))
     if model == 'OPENCV_FISHEYE':
         if k['p1'] or k['p2']:
-            raise ValueError(f"{where}: camera_model OPENCV_FISHEYE with tangential terms p1 = {k['p1']}, "
-                             f"p2 = {k['p2']}, which the fisheye model does not have")
-        return PixelCamera(width, height, fx, fy, cx, cy, 'fisheye', (k['k1'], k['k2'], k['k3'], k['k4']))
-    raise ValueError(f"{where}: camera_model '{model}' is not supported; expected PINHOLE, OPENCV or OPENCV_FISHEYE")
+            raise InputError(where, f"camera_model OPENCV_FISHEYE with tangential terms p1 = {k['p1']}, "
+                                    f"p2 = {k['p2']}, which the fisheye model does not have")
+        return pixel_camera(where, width, height, fx, fy, cx, cy, 'fisheye', (k['k1'], k['k2'], k['k3'], k['k4']))
+    raise InputError(where, f"camera_model '{model}' is not supported; expected PINHOLE, OPENCV or OPENCV_FISHEYE")
+
+
+def _transform_matrix(value: object, where: str) -> torch.Tensor:
+    """A frame's ``transform_matrix`` as a checked OpenGL camera-to-world ``[4, 4]`` (float64)."""
+    rows = value if isinstance(value, list) and all(isinstance(row, list) for row in value) else None
+    if (rows is None or len(rows) not in (3, 4) or any(len(row) != 4 for row in rows)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for row in rows for v in row)):
+        raise InputError(where, f'transform_matrix must be a 4x4 or 3x4 list of numbers, got {value!r:.200}')
+    matrix = torch.eye(4, dtype=torch.float64)
+    matrix[:len(rows)] = torch.tensor(rows, dtype=torch.float64)
+    check_extrinsics(matrix, where)
+    return matrix
 
 
 def read_transforms_json(path: str | Path, key: str | None = None) -> ImageFileScene:
@@ -105,16 +144,19 @@ def read_transforms_json(path: str | Path, key: str | None = None) -> ImageFileS
         raise FileNotFoundError(f'{path} does not exist: expected a transforms.json file or a folder holding one')
     try:
         content = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f'{path} is not valid JSON: {error}') from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(path, f'not valid JSON ({error})') from None
     frames = content.get('frames') if isinstance(content, dict) else None
-    if not frames:
-        raise ValueError(f"{path}: expected a JSON object with a non-empty 'frames' list")
+    if not isinstance(frames, list) or not frames:
+        raise InputError(path, "expected a JSON object with a non-empty 'frames' list")
     shared = {name: value for name, value in content.items() if name != 'frames'}
     folder = path.parent
     for i, frame in enumerate(frames):
-        if 'file_path' not in frame or 'transform_matrix' not in frame:
-            raise ValueError(f"{path}: frame {i} needs 'file_path' and 'transform_matrix', got keys {sorted(frame)}")
+        if not isinstance(frame, dict) or 'file_path' not in frame or 'transform_matrix' not in frame:
+            keys = sorted(frame) if isinstance(frame, dict) else type(frame).__name__
+            raise InputError(path, f"frame {i} needs 'file_path' and 'transform_matrix', got {keys}")
+        if not isinstance(frame['file_path'], str):
+            raise InputError(path, f"frame {i}: file_path must be a string, got {frame['file_path']!r}")
     frames = sorted(frames, key=lambda frame: natural_key(frame['file_path']))
 
     paths = [_resolve_image(folder, frame['file_path'], f'{path}, frame {frame["file_path"]}') for frame in frames]
@@ -125,12 +167,7 @@ def read_transforms_json(path: str | Path, key: str | None = None) -> ImageFileS
     extrinsics, cameras = [], []
     for frame, image_path in zip(frames, paths):
         where = f'{path}, frame {frame["file_path"]}'
-        matrix = torch.tensor(frame['transform_matrix'], dtype=torch.float64)
-        if matrix.shape not in ((4, 4), (3, 4)):
-            raise ValueError(f'{where}: transform_matrix must be 4x4 or 3x4, got {list(matrix.shape)}')
-        c2w = torch.eye(4, dtype=torch.float64)
-        c2w[:3] = matrix[:3]
-        extrinsics.append(c2w @ OPENGL_TO_OPENCV)
+        extrinsics.append(_transform_matrix(frame['transform_matrix'], where) @ OPENGL_TO_OPENCV)
         cameras.append(_pixel_camera({**shared, **frame}, size, where))
     return ImageFileScene(key=key or folder.name, paths=paths, extrinsics=torch.stack(extrinsics).float(),
                           cameras=cameras, url=path.resolve().as_uri())

@@ -9,8 +9,11 @@ A video ``{name}.mp4`` (or ``.mov``, ``.mkv``, ``.avi``, ``.webm``) comes with i
   intrinsics, two unused numbers (zeros in RE10K) and the row-major 3x4 OpenCV world-to-camera
   matrix.
 
-A posed line's video frame is ``round(timestamp * fps / 1e6)``. The scene's frames are
-``num_frames`` posed frames at equal intervals over the posed span (all of them for None).
+A posed line's video frame is ``round(timestamp * fps / 1e6)``; two posed lines on one video frame
+(e.g. repeated timestamps) are refused, since they would repeat that frame under different
+cameras. Every line's camera is checked (``geometry.camera_validation``) and errors name the
+file and line. The scene's frames are ``num_frames`` posed frames at equal intervals over the
+posed span (all of them for None).
 Frames are decoded one by one at the video's native size and resized by the dataset's
 ``image_shape``: decord 0.6's own resizing returns garbage at small widths, and at some widths
 (8, 12, 16, 24, 48, 72 among those tried) even native frames come back with the decoder's row
@@ -28,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from videoscene.errors import InputError
+from videoscene.geometry.camera_validation import check_extrinsics, check_intrinsics
 from videoscene.geometry.cameras import w2c_rows_to_c2w
 from videoscene.registry import DATASETS
 from .base import SceneDataset, SceneSource
@@ -44,12 +49,12 @@ def equally_spaced(count: int, num: int, what: str) -> list[int]:
     """``num`` distinct indices at (near-)equal intervals from 0 to ``count - 1``, both included.
 
     Raises:
-        ValueError: ``count < num``; the message names ``what``.
+        InputError: ``count < num``; the message names ``what``.
     """
     if num < 1:
-        raise ValueError(f'need at least one frame, got num={num}')
+        raise InputError('num_frames', f'need at least one frame, got {num}')
     if count < num:
-        raise ValueError(f'{what} has {count} frames, fewer than the {num} frames asked for')
+        raise InputError(what, f'has {count} frames, fewer than the {num} frames asked for')
     if num == 1:
         return [0]
     return [round(k * (count - 1) / (num - 1)) for k in range(num)]
@@ -74,17 +79,27 @@ def read_pose_file(path: str | Path) -> PoseFile:
                                 'camera file (URL line, then one line of 19 numbers per posed frame)')
     lines = path.read_text().splitlines()
     rows = []
+    expected = 'expected 19 numbers (timestamp, fx fy cx cy, two unused, a 3x4 world-to-camera matrix)'
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
+        where = f'{path}, line {number}'
         fields = line.split()
         if len(fields) != 19:
-            raise ValueError(f'{path}, line {number}: expected 19 numbers (timestamp, fx fy cx cy, two unused, '
-                             f'a 3x4 world-to-camera matrix), got {len(fields)}')
-        rows.append([float(value) for value in fields])
+            raise InputError(where, f'{expected}, got {len(fields)} fields')
+        try:
+            row = torch.tensor([float(value) for value in fields], dtype=torch.float64)
+        except ValueError as error:
+            raise InputError(where, f'{expected}: {error}') from None
+        w2c = torch.eye(4, dtype=torch.float64)
+        w2c[:3] = row[7:].reshape(3, 4)
+        check_extrinsics(w2c, where)
+        check_intrinsics(torch.tensor([[row[1], 0, row[3]], [0, row[2], row[4]], [0, 0, 1]], dtype=torch.float64),
+                         where)
+        rows.append(row)
     if not rows:
-        raise ValueError(f'{path} holds no poses (expected a URL line, then one line per posed frame)')
-    table = torch.tensor(rows, dtype=torch.float64)
+        raise InputError(path, 'holds no poses (expected a URL line, then one line per posed frame)')
+    table = torch.stack(rows)
     table = table[table[:, 0].argsort()]
     intrinsics = torch.eye(3, dtype=torch.float64).repeat(len(table), 1, 1)
     intrinsics[:, 0, 0], intrinsics[:, 1, 1], intrinsics[:, 0, 2], intrinsics[:, 1, 2] = table[:, 1:5].T
@@ -98,7 +113,7 @@ def _open(path: Path) -> decord.VideoReader:
     try:
         return decord.VideoReader(str(path), ctx=decord.cpu(0))
     except RuntimeError as error:
-        raise ValueError(f'decord cannot read the video {path}: {str(error).splitlines()[0]}') from None
+        raise InputError(path, f'decord cannot read the video: {str(error).splitlines()[0]}') from None
 
 
 def _decode(reader: decord.VideoReader, frame: int) -> np.ndarray:
@@ -116,7 +131,7 @@ def read_video_frames(path: str | Path, frames: Sequence[int]) -> Tensor:
     reader = _open(path)
     bad = [frame for frame in frames if not 0 <= frame < len(reader)]
     if bad:
-        raise ValueError(f'video {path} has {len(reader)} frames; frames {bad} do not exist')
+        raise InputError(path, f'has {len(reader)} frames; frames {bad} do not exist')
     pixels = np.stack([_decode(reader, frame) for frame in frames])
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255.0
 
@@ -137,7 +152,7 @@ class VideoSource(SceneSource):
     Args:
         root: folder of videos and pose files; each video is a scene keyed by its file stem.
         num_frames: frames per scene, at equal intervals over the posed frames; a video with
-            fewer frames (or fewer posed frames) raises ``ValueError``. None keeps every posed frame.
+            fewer frames (or fewer posed frames) raises ``InputError``. None keeps every posed frame.
     """
 
     def __init__(self, root: str | Path, num_frames: int | None = 49) -> None:
@@ -151,7 +166,7 @@ class VideoSource(SceneSource):
         self.videos: dict[str, _PosedVideo] = {}
         for path in paths:
             if path.stem in self.videos:
-                raise ValueError(f"two videos in {self.root} have the stem '{path.stem}'")
+                raise InputError(self.root, f"two videos have the stem '{path.stem}'")
             self.videos[path.stem] = self._posed_video(path, num_frames)
 
     @staticmethod
@@ -160,13 +175,22 @@ class VideoSource(SceneSource):
         reader = _open(path)
         count, fps = len(reader), float(reader.get_avg_fps())
         if num_frames is not None and count < num_frames:
-            raise ValueError(f'video {path} has {count} frames, fewer than the {num_frames} frames asked for')
+            raise InputError(path, f'has {count} frames, fewer than the {num_frames} frames asked for')
+        pose_path = path.with_suffix('.txt')
         video_frames = (poses.timestamps.double() * fps / 1e6).round().long()
         outside = (video_frames < 0) | (video_frames >= count)
         if bool(outside.any()):
             first = int(outside.nonzero()[0])
-            raise ValueError(f'{path.with_suffix(".txt")}: the pose at {int(poses.timestamps[first])} us is frame '
-                             f'{int(video_frames[first])} at {fps:g} fps, outside the {count} frames of {path}')
+            raise InputError(pose_path, f'the pose at {int(poses.timestamps[first])} us is frame '
+                                        f'{int(video_frames[first])} at {fps:g} fps, outside the {count} frames of {path}')
+        repeated = (video_frames[1:] == video_frames[:-1]).nonzero().flatten()  # sorted by time: neighbours
+        if len(repeated):
+            first = int(repeated[0])
+            times = poses.timestamps[first:first + 2].tolist()
+            raise InputError(pose_path, f'{len(video_frames)} posed lines fall on only {len(set(video_frames.tolist()))} '
+                                        f'video frames of {path}: the timestamps {times[0]} and {times[1]} us are both '
+                                        f'frame {int(video_frames[first])} at {fps:g} fps; every posed frame needs its '
+                                        'own timestamp (repeated timestamps would repeat the frame)')
         rows = (list(range(len(video_frames))) if num_frames is None
                 else equally_spaced(len(video_frames), num_frames, f'{path} with poses {path.with_suffix(".txt")}'))
         return _PosedVideo(path, poses.url, video_frames[rows].tolist(), poses.timestamps[rows],

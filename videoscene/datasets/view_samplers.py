@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from videoscene.errors import InputError
 from videoscene.registry import VIEW_SAMPLERS
 
 __all__ = ['ViewSampler', 'EvaluationViewSampler', 'VideoViewSampler', 'BoundedViewSampler', 'FixedViewSampler',
@@ -54,20 +55,40 @@ def evenly_spaced_from_to(first: int, last: int, count: int) -> list[int]:
     return [first + round((last - first) * k / (count - 1)) for k in range(count)]
 
 
+def _frame_list(value: object) -> bool:
+    """Whether ``value`` is a list of non-negative integer frame numbers (bools excluded)."""
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+
+
 def load_evaluation_index(path: str | Path) -> dict[str, dict[str, list[int]]]:
-    """The entries of an evaluation index JSON (null entries dropped), checked for a context pair each."""
+    """The entries of an evaluation index JSON (null entries dropped), each checked for a context
+    pair and targets that are lists of non-negative integer frame numbers.
+
+    Raises:
+        FileNotFoundError: no such file.
+        InputError: invalid JSON or a malformed entry; names the file and the scene.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f'evaluation index {path} does not exist')
-    with path.open() as file:
-        raw = json.load(file)
+    source = f'evaluation index {path}'
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(source, f'not valid JSON ({error})') from None
     if not isinstance(raw, dict):
-        raise ValueError(f'evaluation index {path} must hold a JSON object {{scene: entry}}, got {type(raw).__name__}')
+        raise InputError(source, f'must hold a JSON object {{scene: entry}}, got {type(raw).__name__}')
     entries = {key: entry for key, entry in raw.items() if entry is not None}
     for key, entry in entries.items():
-        if not isinstance(entry, dict) or len(entry.get('context', ())) != 2:
-            raise ValueError(f"evaluation index {path}: entry of '{key}' must be "
-                             f'{{"context": [a, b], "target": [...]}}, got {entry}')
+        if not isinstance(entry, dict) or not isinstance(entry.get('context'), list) or len(entry['context']) != 2:
+            raise InputError(source, f"entry of '{key}' must be {{\"context\": [a, b], \"target\": [...]}}, got "
+                                     f'{entry!r:.200}')
+        for part in ('context', 'target'):
+            if part in entry and not _frame_list(entry[part]):
+                bad = entry[part] if not isinstance(entry[part], list) else next(
+                    v for v in entry[part] if not _frame_list([v]))
+                raise InputError(source, f"entry of '{key}': frames must be non-negative integers, got {bad!r} "
+                                         f'in its {part} {entry[part]!r:.200}')
     return entries
 
 
@@ -88,14 +109,15 @@ def _indexed_scenes(entries: dict, available: Sequence[str], index_path: Path) -
     present = set(available)
     missing = [key for key in entries if key not in present]
     if missing:
-        raise KeyError(f'{len(missing)} scenes of the evaluation index {index_path} are not in the '
-                       f'dataset, e.g. {missing[:3]}')
+        raise InputError(f'evaluation index {index_path}', f'{len(missing)} of its scenes are not in the dataset, '
+                                                           f'e.g. {missing[:3]}')
     return list(entries)
 
 
-def _check_frames(scene: str, frames: Sequence[int], num_frames: int, what: str) -> None:
+def _check_frames(scene: str, frames: Sequence[int], num_frames: int, source: str) -> None:
+    """Frames of ``scene`` must lie in ``[0, num_frames)``; errors name ``source`` (where they came from)."""
     if not all(0 <= i < num_frames for i in frames):
-        raise ValueError(f"scene '{scene}' has {num_frames} frames; {what} {list(frames)} reach outside them")
+        raise InputError(source, f"scene '{scene}' has {num_frames} frames; frames {list(frames)} reach outside them")
 
 
 @VIEW_SAMPLERS.register_module(name='evaluation')
@@ -113,8 +135,8 @@ class EvaluationViewSampler(ViewSampler):
         entry = self.entries[scene]
         context, target = entry['context'], entry.get('target')
         if not target:
-            raise ValueError(f"evaluation index entry of '{scene}' in {self.index_path} has no targets: {entry}")
-        _check_frames(scene, [*context, *target], num_frames, f'the evaluation index {self.index_path} frames')
+            raise InputError(f'evaluation index {self.index_path}', f"entry of '{scene}' has no targets: {entry}")
+        _check_frames(scene, [*context, *target], num_frames, f'evaluation index {self.index_path}')
         return torch.tensor(context, dtype=torch.long), torch.tensor(target, dtype=torch.long)
 
 
@@ -133,8 +155,8 @@ class VideoViewSampler(ViewSampler):
 
     def __init__(self, index_path: str | Path, num_frames: int = 49, include_context: bool = True) -> None:
         if num_frames < (2 if include_context else 1):
-            raise ValueError(f'num_frames must be at least {2 if include_context else 1} '
-                             f'(include_context={include_context}), got {num_frames}')
+            raise InputError('num_frames', f'must be at least {2 if include_context else 1} '
+                                           f'(include_context={include_context}), got {num_frames}')
         self.index_path = Path(index_path).expanduser()
         self.entries = load_evaluation_index(self.index_path)
         self.num_frames, self.include_context = num_frames, include_context
@@ -144,14 +166,14 @@ class VideoViewSampler(ViewSampler):
 
     def sample(self, scene: str, num_frames: int, index: int) -> tuple[Tensor, Tensor]:
         first, last = self.entries[scene]['context']
-        _check_frames(scene, [first, last], num_frames, f'the context pair of {self.index_path}')
+        _check_frames(scene, [first, last], num_frames, f'evaluation index {self.index_path} (context pair)')
         try:
             if self.include_context:
                 target = evenly_spaced_from_to(first, last, self.num_frames)
             else:
                 target = evenly_spaced_between(first, last, self.num_frames)
         except ValueError as error:
-            raise ValueError(f"scene '{scene}': {error}") from None
+            raise InputError(f'evaluation index {self.index_path}', f"scene '{scene}': {error}") from None
         return torch.tensor([first, last]), torch.tensor(target, dtype=torch.long)
 
 
@@ -173,10 +195,11 @@ class BoundedViewSampler(ViewSampler):
     def __init__(self, num_targets: int, min_gap: int, max_gap: int, target_spacing: str = 'uniform',
                  seed: int = 0) -> None:
         if num_targets < 1 or min_gap < num_targets + 1 or max_gap < min_gap:
-            raise ValueError(f'need num_targets >= 1, min_gap >= num_targets + 1 and max_gap >= min_gap; '
-                             f'got num_targets={num_targets}, min_gap={min_gap}, max_gap={max_gap}')
+            raise InputError('num_targets/min_gap/max_gap', f'need num_targets >= 1, min_gap >= num_targets + 1 and '
+                                                            f'max_gap >= min_gap; got num_targets={num_targets}, '
+                                                            f'min_gap={min_gap}, max_gap={max_gap}')
         if target_spacing not in ('uniform', 'random'):
-            raise ValueError(f"target_spacing must be 'uniform' or 'random', got '{target_spacing}'")
+            raise InputError('target_spacing', f"must be 'uniform' or 'random', got '{target_spacing}'")
         self.num_targets, self.min_gap, self.max_gap = num_targets, min_gap, max_gap
         self.target_spacing, self.seed = target_spacing, seed
 
@@ -186,8 +209,8 @@ class BoundedViewSampler(ViewSampler):
     def sample(self, scene: str, num_frames: int, index: int) -> tuple[Tensor, Tensor]:
         max_gap = min(self.max_gap, num_frames - 1)
         if max_gap < self.min_gap:
-            raise ValueError(f"scene '{scene}' has {num_frames} frames, too few for a context gap of at least "
-                             f'{self.min_gap} frames')
+            raise InputError(f"scene '{scene}'", f'has {num_frames} frames, too few for a context gap of at least '
+                                                 f'{self.min_gap} frames (bounded view sampler)')
         rng = np.random.default_rng([self.seed, index, int(torch.randint(2 ** 62, ()))])
         gap = int(rng.integers(self.min_gap, max_gap + 1))
         first = int(rng.integers(0, num_frames - gap))
@@ -205,14 +228,14 @@ class FixedViewSampler(ViewSampler):
     ``[0, 1]`` and targets ``[0, 1]``)."""
 
     def __init__(self, context: Sequence[int], target: Sequence[int]) -> None:
-        if len(context) != 2 or len(target) < 1:
-            raise ValueError(f'need a context pair and at least one target, got context={list(context)}, '
-                             f'target={list(target)}')
+        if len(context) != 2 or len(target) < 1 or not _frame_list([*context, *target]):
+            raise InputError('fixed view sampler', f'needs a context pair and at least one target, all non-negative '
+                                                   f'integer frames, got context={list(context)}, target={list(target)}')
         self.context, self.target = [int(i) for i in context], [int(i) for i in target]
 
     def scenes(self, available: Sequence[str]) -> list[str]:
         return list(available)
 
     def sample(self, scene: str, num_frames: int, index: int) -> tuple[Tensor, Tensor]:
-        _check_frames(scene, [*self.context, *self.target], num_frames, 'the fixed frames')
+        _check_frames(scene, [*self.context, *self.target], num_frames, 'fixed view sampler')
         return torch.tensor(self.context), torch.tensor(self.target)

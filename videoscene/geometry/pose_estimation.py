@@ -15,9 +15,12 @@ For users who have two photos and no cameras. The steps:
    planar scene (or a pure rotation) with fewer degrees of freedom per match, so it wins there.
    The essential matrix's pose comes from ``cv2.recoverPose`` (the decomposition that puts the
    points in front of both cameras). When the homography wins, its decomposition
-   (``cv2.decomposeHomographyMat``) gives up to four poses; those that put most inliers in front
-   of both cameras are kept and, when two remain (the planar ambiguity), the one that agrees with
-   the essential matrix's pose is taken, or the pair is refused.
+   (``cv2.decomposeHomographyMat``) gives up to four poses. If the essential matrix's pose
+   explains (Sampson distance within the threshold) at least 8 matches and 5 % of the matches
+   more than every one of them, those off-plane points pin the essential pose down and it is
+   kept (a dominant plane with some depth around it). Otherwise the decomposition poses that put
+   most inliers in front of both cameras are kept and, when two remain (the planar ambiguity),
+   the one that agrees with the essential matrix's pose is taken, or the pair is refused.
 4. **Checks.** Cheirality (at least ``min_inliers`` inliers in front of both cameras) and parallax:
    the median angle between the two viewing rays of the inliers (with the rotation removed) must
    reach ``min_parallax_degrees``, otherwise the translation direction is unobservable (identical
@@ -56,6 +59,7 @@ __all__ = ['MatchReport', 'PoseEstimationError', 'RelativePose', 'default_intrin
 
 DEFAULT_FOV_X_DEGREES = 60.0
 SIFT_CONTRAST_THRESHOLD = 0.005
+MIN_OFF_PLANE_MATCHES = 8  # and 5 % of the matches: see step 3 of the module docstring
 _USAC = cv2.USAC_ACCURATE
 
 
@@ -227,8 +231,15 @@ def _estimate(grey0: np.ndarray, grey1: np.ndarray, k0: np.ndarray, k1: np.ndarr
         essential is None or gric(_homography_errors(homography, rays0, rays1), sigma, 2, 8)
         < gric(_sampson_errors(essential, rays0, rays1), sigma, 3, 5))
     if use_homography:
+        decompositions = _decompose(homography)
+        if essential_pose is not None and decompositions:
+            # Points off the plane that only the essential matrix explains pin its pose down.
+            off_plane = _support(essential_pose, rays0, rays1, threshold) - max(
+                _support(pose, rays0, rays1, threshold) for pose in decompositions)
+            use_homography = off_plane < max(MIN_OFF_PLANE_MATCHES, 0.05 * len(rays0))
+    if use_homography:
         model, mask = 'homography', homography_mask
-        rotation, translation = _pose_from_homography(homography, rays0, rays1, mask, essential_pose,
+        rotation, translation = _pose_from_homography(decompositions, rays0, rays1, mask, essential_pose,
                                                       agreement_degrees, fail)
     else:
         model, mask = 'essential', essential_mask
@@ -341,27 +352,36 @@ def _pose_from_essential(essential: np.ndarray, rays0: np.ndarray, rays1: np.nda
     return rotation, translation.reshape(3)
 
 
-def _pose_from_homography(homography: np.ndarray, rays0: np.ndarray, rays1: np.ndarray, mask: np.ndarray,
-                          essential_pose: tuple[np.ndarray, np.ndarray] | None,
+def _decompose(homography: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The poses ``(R, t)`` of a homography's decomposition that have a translation (``t`` is the
+    translation over the plane distance; a pure rotation gives none)."""
+    _, rotations, translations, _ = cv2.decomposeHomographyMat(homography, np.eye(3))
+    return [(rotation, translation.reshape(3)) for rotation, translation in zip(rotations, translations)
+            if np.linalg.norm(translation) > 1e-9]
+
+
+def _support(pose: tuple[np.ndarray, np.ndarray], rays0: np.ndarray, rays1: np.ndarray, threshold: float) -> int:
+    """How many matches lie within ``threshold`` (Sampson distance) of the epipolar geometry of ``pose``."""
+    rotation, translation = pose
+    t = translation / np.linalg.norm(translation)
+    skew = np.array([[0.0, -t[2], t[1]], [t[2], 0.0, -t[0]], [-t[1], t[0], 0.0]])
+    return int((_sampson_errors(skew @ rotation, rays0, rays1) <= threshold ** 2).sum())
+
+
+def _pose_from_homography(decompositions: list[tuple[np.ndarray, np.ndarray]], rays0: np.ndarray, rays1: np.ndarray,
+                          mask: np.ndarray, essential_pose: tuple[np.ndarray, np.ndarray] | None,
                           agreement_degrees: tuple[float, float], fail: _Failure) -> tuple[np.ndarray, np.ndarray]:
     """The pose of a homography decomposition that puts the most inliers in front of both cameras;
     the planar two-fold ambiguity is resolved by the essential matrix's pose, or refused."""
-    _, rotations, translations, _ = cv2.decomposeHomographyMat(homography, np.eye(3))
-    candidates = []
-    for rotation, translation in zip(rotations, translations):
-        translation = translation.reshape(3)
-        if np.linalg.norm(translation) < 1e-9:  # a pure rotation: no direction to recover
-            continue
-        candidates.append((int((_in_front(rotation, translation, rays0, rays1) & mask).sum()), rotation, translation))
-    if not candidates:
+    if not decompositions:
         raise fail('the matches fit a homography without translation (a pure rotation or identical images): '
                    'the direction of the camera motion is unobservable')
-    best = max(count for count, _, _ in candidates)
-    valid = [(rotation, translation) for count, rotation, translation in candidates if count >= 0.9 * best]
+    counts = [int((_in_front(rotation, translation, rays0, rays1) & mask).sum()) for rotation, translation in decompositions]
+    valid = [pose for pose, count in zip(decompositions, counts) if count >= 0.9 * max(counts)]
     distinct = []
-    for rotation, translation in valid:
-        if not any(_agrees((rotation, translation), other, agreement_degrees) for other in distinct):
-            distinct.append((rotation, translation))
+    for pose in valid:
+        if not any(_agrees(pose, other, agreement_degrees) for other in distinct):
+            distinct.append(pose)
     if len(distinct) == 1:
         return distinct[0]
     agreeing = [pose for pose in distinct if essential_pose is not None

@@ -9,6 +9,7 @@ from torch import nn
 from videoscene.geometry.cameras import pixel_centers, unproject
 from videoscene.registry import RECONSTRUCTORS
 from videoscene.structures import Gaussians
+from .base import check_views
 
 SH_C0 = 0.28209479177387814  # the degree-0 real spherical harmonic
 
@@ -41,12 +42,9 @@ class DepthUnprojection(nn.Module):
             raise KeyError("DepthUnprojection needs context['depth'] [B, V, H, W] (camera z-depth); "
                            'datasets provide it for scenes that store depth, e.g. SyntheticScenes')
         image, depth = context['image'], context['depth']
+        check_views(context, 'DepthUnprojection', image.dtype, ('image', 'depth', 'extrinsics', 'intrinsics'),
+                    distinct=False)
         b, v, _, h, w = image.shape
-        if depth.shape != (b, v, h, w):
-            raise ValueError(f'context depth must be [B, V, H, W] = {[b, v, h, w]}, '
-                             f'got {list(depth.shape)}')
-        if not (torch.isfinite(depth).all() and (depth > 0).all()):
-            raise ValueError('context depth must be finite and positive at every pixel')
         uv = pixel_centers(h, w, device=image.device, dtype=image.dtype)  # [H, W, 2]
         means = unproject(uv, depth, context['intrinsics'][:, :, None, None],
                           context['extrinsics'][:, :, None, None])  # [B, V, H, W, 3]

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from videoscene.geometry.camera_validation import check_camera_tensors
 from videoscene.structures import Gaussians
 
 __all__ = ['RenderOutput', 'GaussianRenderer', 'pixel_intrinsics']
@@ -41,6 +42,8 @@ class GaussianRenderer(ABC):
     Cameras follow the project conventions: ``extrinsics [B, N, 4, 4]`` camera-to-world (OpenCV:
     +x right, +y down, +z forward), ``intrinsics [B, N, 3, 3]`` normalised by the image size,
     ``near``/``far [B, N]`` bounds on the camera z of a Gaussian's centre (outside, it is not drawn).
+    :meth:`render` checks the cameras with ``geometry.camera_validation`` (``CameraError`` naming
+    ``cameras['key']``, the batch item and the view).
 
     Args:
         background: RGB colour shown where the Gaussians leave transmittance.
@@ -68,8 +71,7 @@ class GaussianRenderer(ABC):
                 raise ValueError(f'{name} must be {list(shape)} (B, N from extrinsics), got {list(value.shape)}')
         if gaussians.means.shape[0] != batch:
             raise ValueError(f'Gaussians have batch size {gaussians.means.shape[0]} but the cameras {batch}')
-        if bool((near <= 0).any()) or bool((far <= near).any()):
-            raise ValueError('near must be positive and far larger than near for every view')
+        check_camera_tensors({'extrinsics': extrinsics, 'intrinsics': intrinsics, 'near': near, 'far': far}, 'cameras')
         height, width = image_shape
         if height < 1 or width < 1:
             raise ValueError(f'image_shape must be a positive (H, W), got {image_shape!r}')
