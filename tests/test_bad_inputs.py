@@ -527,18 +527,22 @@ def test_bad_input(tmp_path, recording, log_records, capsys, name, action, expec
         assert re.search(pattern, str(error_info.value)), str(error_info.value)
 
 
-def test_failed_conversion_leaves_no_output_folder(tmp_path, recording, monkeypatch):
-    """A conversion that fails (here: a frame with a mirrored camera) leaves neither an empty --out
-    nor a hidden .partial folder behind."""
-    transforms_scene(tmp_path, recording, frame_matrix(2, mirrored))
-    out = tmp_path / 'out'
+def test_failed_conversion_leaves_no_output_folder(tmp_path, recording):
+    """A conversion that fails before writing (a frame with a mirrored camera, a missing scene) or
+    while writing (an image that does not decode) leaves neither an empty --out nor a hidden
+    .partial folder behind."""
+    room = transforms_scene(tmp_path, recording, frame_matrix(2, mirrored))
+    out = tmp_path / 'new' / 'out'
     with pytest.raises(CameraError, match='frame_00002.jpg'):
-        convert_scenes.main(['transforms', str(tmp_path / 'room'), '--out', str(out)])
-    assert not out.exists()
+        convert_scenes.main(['transforms', str(room), '--out', str(out)])
     with pytest.raises(FileNotFoundError):
         convert_scenes.main(['colmap', str(tmp_path / 'nowhere'), '--out', str(out)])
-    assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['room']
+    fine = write_transforms(tmp_path / 'fine', jpeg_bytes(recording.images), recording.extrinsics,
+                            recording.intrinsics, SPEC.height, SPEC.width)
+    (fine / 'images' / 'frame_00004.jpg').write_bytes(b'\xff\xd8 truncated')
+    with pytest.raises(chunks.CorruptImageError, match=r'fine/images/frame_00004\.jpg: truncated JPEG'):
+        convert_scenes.main(['transforms', str(fine), '--out', str(out), '--scenes-per-chunk', '1'])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['fine', 'room']  # no new/, no .partial
 
 
 def test_failed_write_keeps_an_existing_out_and_leaves_no_partial(tmp_path, recording):
