@@ -1,26 +1,14 @@
 """tools/train.py and tools/test.py: configs, overrides, errors and bit-exact resume."""
 import argparse
-import os
-import subprocess
-import sys
+import re
 import textwrap
 
 import pytest
 import torch
+from _engine_runs import (REPO, TEST, TRAIN, assert_same_weights, run_tool, stage1_config,
+                          toy_config, weights)
 
 from videoscene.engine.config import CfgOptionsAction, load_config
-
-TRAIN = 'tools/train.py'
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_tool(repo_root, *args, env_path=None, check=True):
-    env = None if env_path is None else {**os.environ, 'PYTHONPATH': str(env_path)}
-    result = subprocess.run([sys.executable, *args], cwd=repo_root, capture_output=True,
-                            text=True, env=env)
-    if check and result.returncode != 0:
-        raise AssertionError(f'{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}')
-    return result
 
 
 @pytest.fixture
@@ -60,15 +48,14 @@ def test_cfg_options_override_nested_keys(config_pair):
     assert cfg.train_cfg.max_iters == 7 and cfg.names == ['x'] and cfg.work_dir == '/tmp/wd'
 
 
-def test_missing_config_file_is_named(repo_root, tmp_path):
-    result = run_tool(repo_root, TRAIN, str(tmp_path / 'nope.py'), check=False)
+def test_missing_config_file_is_named(tmp_path):
+    result = run_tool(TRAIN, tmp_path / 'nope.py', check=False)
     assert result.returncode != 0
     assert 'Config file not found' in result.stderr and 'nope.py' in result.stderr
 
 
-def test_malformed_cfg_options_are_explained(repo_root, config_pair):
-    result = run_tool(repo_root, TRAIN, str(config_pair), '--cfg-options', 'train_cfg.max_iters',
-                      check=False)
+def test_malformed_cfg_options_are_explained(config_pair):
+    result = run_tool(TRAIN, config_pair, '--cfg-options', 'train_cfg.max_iters', check=False)
     assert result.returncode == 2
     assert "'train_cfg.max_iters' is not of the form key=value" in result.stderr
 
@@ -79,69 +66,84 @@ def test_cfg_options_warn_about_new_keys(config_pair):
     assert cfg.model.haed.channels == 8  # added, as MMEngine does, but not silently
 
 
-RESUME_PLUGIN = '''
-import torch
-from torch import nn
-from mmengine.model import BaseModel
-from videoscene.registry import MODELS
 
 
-@MODELS.register_module()
-class NoisyViewBlend(BaseModel):
-    """Predicts each target view as a learned per-pixel blend of the two context views, with input
-    noise: training draws random numbers every iteration, as diffusion training does."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1))
-
-    def forward(self, context, target, scene=None, mode='loss'):
-        first, last = context['image'][:, 0], context['image'][:, 1]
-        x = torch.cat([first, last], 1)
-        weight = torch.sigmoid(self.net(x + 0.05 * torch.randn_like(x)))
-        pred = weight * first + (1 - weight) * last
-        return dict(loss=((pred[:, None] - target['image']) ** 2).mean())
-'''
-
-
-def _resume_config(tmp_path, max_iters):
-    cache = tmp_path / 'cache'
-    config = tmp_path / f'resume_{max_iters}.py'
-    config.write_text(textwrap.dedent(f'''
-        _base_ = ['{REPO}/configs/_base_/default_runtime.py']
-        custom_imports = dict(imports=['resume_plugin'], allow_failed_imports=False)
-        model = dict(type='NoisyViewBlend')
-        train_dataloader = dict(
-            batch_size=2, num_workers=0,
-            sampler=dict(type='InfiniteSampler', shuffle=True),
-            collate_fn=dict(type='default_collate'),
-            dataset=dict(type='SyntheticScenes', cache_dir='{cache}', num_scenes=3, frames=24,
-                         height=16, width=16,
-                         view_sampler=dict(type='bounded', num_targets=2, min_gap=3, max_gap=12)))
-        optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-2))
-        train_cfg = dict(type='IterBasedTrainLoop', max_iters={max_iters})
-        default_hooks = dict(checkpoint=dict(interval=4), logger=dict(interval=2))
-        randomness = dict(seed=123)
-    '''))
-    return config
-
-
-def test_resume_is_bit_exact(repo_root, tmp_path):
-    (tmp_path / 'resume_plugin.py').write_text(RESUME_PLUGIN)
+def test_resume_is_bit_exact(tmp_path):
+    env = {'PYTHONPATH': str(tmp_path)}
     straight, stopped = tmp_path / 'straight', tmp_path / 'stopped'
-    run_tool(repo_root, TRAIN, str(_resume_config(tmp_path, 8)), '--work-dir', str(straight),
-             env_path=tmp_path)
-    run_tool(repo_root, TRAIN, str(_resume_config(tmp_path, 4)), '--work-dir', str(stopped),
-             env_path=tmp_path)
-    resumed = run_tool(repo_root, TRAIN, str(_resume_config(tmp_path, 8)), '--work-dir',
-                       str(stopped), '--resume', env_path=tmp_path)
+    run_tool(TRAIN, toy_config(tmp_path, 8), '--work-dir', straight, env=env)
+    run_tool(TRAIN, toy_config(tmp_path, 4), '--work-dir', stopped, env=env)
+    resumed = run_tool(TRAIN, toy_config(tmp_path, 8), '--work-dir', stopped, '--resume', env=env)
     assert 'resumed' in (resumed.stdout + resumed.stderr).lower()
-    a = torch.load(straight / 'iter_8.pth', map_location='cpu', weights_only=False)
     b = torch.load(stopped / 'iter_8.pth', map_location='cpu', weights_only=False)
     assert b['meta']['iter'] == 8
-    assert a['state_dict'].keys() == b['state_dict'].keys()
-    for key, value in a['state_dict'].items():
-        assert torch.equal(value, b['state_dict'][key]), key
+    assert_same_weights(weights(straight / 'iter_8.pth'), b['state_dict'])
     # The two halves trained: weights moved away from the 4-iteration checkpoint.
-    half = torch.load(stopped / 'iter_4.pth', map_location='cpu', weights_only=False)
-    assert any(not torch.equal(v, half['state_dict'][k]) for k, v in a['state_dict'].items())
+    half = weights(stopped / 'iter_4.pth')
+    assert any(not torch.equal(v, half[k]) for k, v in b['state_dict'].items())
+
+
+@pytest.fixture(scope='module')
+def stage1_runs(tmp_path_factory):
+    """Tiny stage-1 training: 4 iterations straight, and 2 iterations then resumed to 4."""
+    folder = tmp_path_factory.mktemp('stage1')
+    straight, stopped = folder / 'straight', folder / 'stopped'
+    run_tool(TRAIN, stage1_config(folder, 4, schedule_iters=4), '--work-dir', straight)
+    run_tool(TRAIN, stage1_config(folder, 2, schedule_iters=4), '--work-dir', stopped)
+    resumed = run_tool(TRAIN, stage1_config(folder, 4, schedule_iters=4), '--work-dir', stopped,
+                       '--resume')
+    return folder, straight, stopped, resumed.stdout + resumed.stderr
+
+
+def test_stage1_resume_is_bit_exact(stage1_runs):
+    """MVSplat through the CPU renderer, two DataLoader workers, flip augmentation and a cosine
+    schedule: 2 iterations + resume ends with exactly the weights of 4 straight iterations."""
+    _, straight, stopped, log = stage1_runs
+    assert 'resumed epoch: 0, iter: 2' in log
+    a, b = weights(straight / 'iter_4.pth'), weights(stopped / 'iter_4.pth')
+    assert any(not torch.equal(v, weights(stopped / 'iter_2.pth')[k]) for k, v in b.items())
+    assert_same_weights(a, b)
+    # The schedule resumed too: the optimiser's learning rate is the cosine value at iteration 4.
+    lr = torch.load(stopped / 'iter_4.pth', weights_only=False)['optimizer']['param_groups'][0]['lr']
+    assert lr == pytest.approx(1e-4)
+
+
+def _psnr(result) -> float:
+    found = re.findall(r'novel_view/psnr: ([0-9.]+)', result.stdout + result.stderr)
+    assert found, result.stdout[-2000:] + result.stderr[-2000:]
+    return float(found[-1])
+
+
+def test_test_tool_evaluates_train_checkpoints_and_plain_weights(stage1_runs):
+    """tools/test.py loads what tools/train.py wrote (MMEngine's full pickle), a bare state dict
+    and safetensors, all to the same score; weights of another model are refused by name."""
+    from safetensors.torch import save_file
+    folder, straight, _, _ = stage1_runs
+    config = stage1_config(folder, 4, schedule_iters=4)
+    checkpoint = straight / 'iter_4.pth'
+    psnr = _psnr(run_tool(TEST, config, checkpoint, '--work-dir', folder / 'test'))
+    assert 5.0 < psnr < 60.0
+    state = weights(checkpoint)
+    torch.save(state, folder / 'bare.pth')
+    save_file({k: v.contiguous() for k, v in state.items()}, folder / 'weights.safetensors')
+    for plain in ('bare.pth', 'weights.safetensors'):
+        assert _psnr(run_tool(TEST, config, folder / plain, '--work-dir', folder / 'test')) == psnr
+    state.pop(next(iter(state)))
+    torch.save(state, folder / 'partial.pth')
+    refused = run_tool(TEST, config, folder / 'partial.pth', '--work-dir', folder / 'test',
+                       check=False)
+    assert refused.returncode != 0
+    assert 'CheckpointError' in refused.stderr and 'partial.pth' in refused.stderr
+    assert 'missing keys' in refused.stderr
+
+
+def test_shipped_cpu_config_is_reproducible(tmp_path):
+    """Two runs of configs/mvsplat/mvsplat_synthetic_cpu.py (two workers, default settings,
+    shortened) end with identical weights."""
+    config = REPO / 'configs' / 'mvsplat' / 'mvsplat_synthetic_cpu.py'
+    options = ['train_cfg.max_iters=4', 'train_dataloader.dataset.num_scenes=4',
+               'val_dataloader=None', 'val_cfg=None', 'val_evaluator=None']
+    env = {'VIDEOSCENE_CACHE': str(tmp_path / 'cache')}
+    for run in ('a', 'b'):
+        run_tool(TRAIN, config, '--work-dir', tmp_path / run, '--cfg-options', *options, env=env)
+    assert_same_weights(weights(tmp_path / 'a' / 'iter_4.pth'), weights(tmp_path / 'b' / 'iter_4.pth'))

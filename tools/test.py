@@ -1,6 +1,10 @@
 """Evaluate a trained videoscene model.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options k=v ...]
+
+CHECKPOINT is a local file: one ``tools/train.py`` wrote (``work_dir/iter_N.pth``, unpickled in
+full: only name files you trust), a bare model state dict (``.pth``) or ``.safetensors`` weights.
+Its keys must match the config's model exactly.
 """
 from __future__ import annotations
 
@@ -11,20 +15,24 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from videoscene.engine import VideoSceneRunner  # noqa: E402
+from videoscene.engine.checkpoint import checkpoint_problem  # noqa: E402
 from videoscene.engine.config import add_common_arguments, load_config  # noqa: E402
+from videoscene.errors import CheckpointError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
-    parser.add_argument('checkpoint', help='checkpoint file to evaluate')
+    parser.add_argument('checkpoint', help='checkpoint or weights file to evaluate')
     args = parser.parse_args(argv)
     cfg = load_config(args)
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'Checkpoint not found: {args.checkpoint}')
-    cfg.load_from = args.checkpoint
+    problem = checkpoint_problem(args.checkpoint)
+    if problem is not None:
+        raise CheckpointError(args.checkpoint, problem)
+    cfg.resume, cfg.load_from = False, None
     runner = VideoSceneRunner.from_cfg(cfg)
+    runner.load_weights(args.checkpoint)
     return runner.test()
 
 

@@ -1,5 +1,6 @@
-from .checkpoint import trusted_local_checkpoints
-from .hooks import IterationSeedHook
+from .checkpoint import find_resume_checkpoint, trusted_local_checkpoints
+from .hooks import AtomicCheckpointHook, IterationSeedHook
 from .runner import VideoSceneRunner
 
-__all__ = ['IterationSeedHook', 'VideoSceneRunner', 'trusted_local_checkpoints']
+__all__ = ['AtomicCheckpointHook', 'IterationSeedHook', 'VideoSceneRunner',
+           'find_resume_checkpoint', 'trusted_local_checkpoints']

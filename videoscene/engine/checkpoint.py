@@ -1,14 +1,26 @@
-"""Loading MMEngine's own training checkpoints under torch >= 2.6.
+"""The Runner's checkpoint files: written atomically, checked before use, found again on resume.
 
-torch's ``weights_only=True`` default rejects what MMEngine 0.10.7 pickles into its checkpoints
-(``HistoryBuffer`` objects whose bound statistics methods pickle through ``builtins.getattr``,
-numpy arrays and scalars).  Allow-listing ``getattr`` would make the safe loader unsafe, so resuming
-instead unpickles fully, but only for a local file the user names (or the work directory's last
-checkpoint) and only while resuming: :func:`trusted_local_checkpoints` scopes that.
+Writing: :func:`commit_partial` moves a fully written temporary file (same folder) over its final
+name after an ``fsync``, and :func:`write_last_checkpoint` does the same for the work dir's
+``last_checkpoint`` pointer, so a kill at any moment leaves either the previous file or the new
+one, never a torn one.
+
+Reading: torch's ``weights_only=True`` default rejects what MMEngine 0.10.7 pickles into its
+checkpoints (``HistoryBuffer`` objects whose bound statistics methods pickle through
+``builtins.getattr``, numpy arrays and scalars). Allow-listing ``getattr`` would make the safe
+loader unsafe, so resuming and evaluating unpickle fully, but only a local file the user names (or
+the work directory's last checkpoint) and only inside :func:`trusted_local_checkpoints`.
+``.safetensors`` files (plain model weights) load with the safetensors reader.
+
+Finding: :func:`find_resume_checkpoint` is what ``--resume`` without a path continues from.
 """
 from __future__ import annotations
 
+import os
 import os.path as osp
+import pickle
+import re
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,27 +28,165 @@ import torch
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from videoscene.errors import CheckpointError
 
-def load_from_trusted_local(filename: str, map_location=None) -> dict:
+__all__ = ['LAST_CHECKPOINT', 'PARTIAL_SUFFIX', 'checkpoint_problem', 'commit_partial',
+           'find_resume_checkpoint', 'load_from_trusted_local', 'partial_name',
+           'trusted_local_checkpoints', 'write_last_checkpoint']
+
+LAST_CHECKPOINT = 'last_checkpoint'  # MMEngine's pointer file in the work dir
+PARTIAL_SUFFIX = '.partial'
+_ITERATION_CHECKPOINT = re.compile(r'iter_(\d+)\.pth')
+
+
+def partial_name(filename: str) -> str:
+    """The hidden temporary name a file is written under before :func:`commit_partial`."""
+    return f'.{filename}.{os.getpid()}{PARTIAL_SUFFIX}'
+
+
+def _fsync_folder(folder: str) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def commit_partial(temporary: str, path: str) -> None:
+    """Flush ``temporary`` to disk and rename it to ``path`` (same folder) in one atomic step."""
+    with open(temporary, 'rb+') as file:
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    _fsync_folder(osp.dirname(osp.abspath(path)))
+
+
+def write_last_checkpoint(work_dir: str, checkpoint: str) -> None:
+    """Point ``work_dir/last_checkpoint`` at ``checkpoint``, atomically."""
+    temporary = osp.join(work_dir, partial_name(LAST_CHECKPOINT))
+    with open(temporary, 'w') as file:
+        file.write(checkpoint)
+    commit_partial(temporary, osp.join(work_dir, LAST_CHECKPOINT))
+
+
+def checkpoint_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a complete checkpoint, or None when it looks complete.
+
+    A ``.pth``/``.pt`` file must be a torch zip archive whose central directory (written last) is
+    there: this catches the 0-byte and truncated files an interrupted non-atomic write leaves,
+    without reading the whole file.
+    """
+    if not osp.isfile(path):
+        return 'does not exist'
+    if osp.getsize(path) == 0:
+        return 'is empty (0 bytes): its write was interrupted'
+    if path.endswith('.safetensors'):
+        return None
+    try:
+        with zipfile.ZipFile(path):
+            return None
+    except (zipfile.BadZipFile, OSError) as error:
+        return (f'is truncated or not a torch checkpoint ({osp.getsize(path)} bytes, no complete '
+                f'zip archive: {error})')
+
+
+def load_from_trusted_local(filename: str, map_location=None, resuming: bool = False) -> dict:
+    """Load a local checkpoint the user named, unpickling fully (``.safetensors``: tensors only).
+
+    ``resuming``: the file must hold the Runner's training state (``meta`` and ``state_dict``).
+
+    Raises:
+        CheckpointError: the file is missing, empty, truncated or does not unpickle.
+    """
     filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'Checkpoint to resume from not found: {filename}')
-    print_log(f'Resuming from trusted local checkpoint {filename} (full unpickling).',
-              logger='current')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    problem = checkpoint_problem(filename)
+    if problem is not None:
+        raise CheckpointError(filename, problem)
+    print_log(f'Loading trusted local checkpoint {filename}.', logger='current')
+    try:
+        if filename.endswith('.safetensors'):
+            from safetensors.torch import load_file
+            device = map_location if isinstance(map_location, (str, torch.device)) else 'cpu'
+            checkpoint = load_file(filename, device=str(device))
+        else:
+            checkpoint = torch.load(filename, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
+            AttributeError, ModuleNotFoundError) as error:
+        raise CheckpointError(filename, f'cannot be read as a checkpoint ({type(error).__name__}: '
+                                        f'{error})') from error
+    if resuming and not (isinstance(checkpoint, dict) and {'meta', 'state_dict'} <= checkpoint.keys()):
+        raise CheckpointError(filename, 'holds no training state (meta, optimizer, schedulers), only '
+                                        'weights: it cannot be resumed; evaluate it with tools/test.py '
+                                        'or start a new run from it with load_from')
+    return checkpoint
+
+
+def _load_to_resume(filename: str, map_location=None) -> dict:
+    return load_from_trusted_local(filename, map_location, resuming=True)
 
 
 @contextmanager
-def trusted_local_checkpoints() -> Iterator[None]:
-    """Within the block, MMEngine loads local checkpoint files with ``weights_only=False``.
+def trusted_local_checkpoints(resuming: bool = False) -> Iterator[None]:
+    """Within the block, MMEngine loads local checkpoint files with :func:`load_from_trusted_local`
+    (``resuming``: files must hold training state).
 
-    Remote schemes (``http://``, ``s3://`` ...) keep their own loaders.  Leaving the block restores
+    Remote schemes (``http://``, ``s3://`` ...) keep their own loaders. Leaving the block restores
     MMEngine's local loader, so ``load_from`` and later loads stay on torch's safe default.
     """
     schemes = CheckpointLoader._schemes
     previous = schemes['']
-    schemes[''] = load_from_trusted_local
+    schemes[''] = _load_to_resume if resuming else load_from_trusted_local
     try:
         yield
     finally:
         schemes[''] = previous
+
+
+def _iteration_checkpoints(work_dir: str) -> list[str]:
+    """``work_dir/iter_N.pth`` files, newest (largest N) first."""
+    found = []
+    for name in os.listdir(work_dir) if osp.isdir(work_dir) else []:
+        match = _ITERATION_CHECKPOINT.fullmatch(name)
+        if match:
+            found.append((int(match.group(1)), osp.join(work_dir, name)))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def find_resume_checkpoint(work_dir: str, restart_if_unreadable: bool = False) -> str | None:
+    """The checkpoint ``--resume`` (without a path) continues from; None: start from iteration 0.
+
+    The file ``last_checkpoint`` names when it is complete; otherwise (pointer missing, empty, or
+    naming a missing or incomplete file) the newest complete ``iter_N.pth`` in ``work_dir``, with a
+    warning naming what was skipped and why. None when ``work_dir`` holds no checkpoint at all.
+
+    Raises:
+        CheckpointError: ``work_dir`` holds checkpoints but none is complete, unless
+            ``restart_if_unreadable`` (then None, with a warning).
+    """
+    skipped = []
+    pointer = osp.join(work_dir, LAST_CHECKPOINT)
+    if osp.isfile(pointer):
+        with open(pointer, errors='replace') as file:
+            named = file.read().strip()
+        problem = checkpoint_problem(named) if named else None
+        if named and problem is None:
+            return named
+        skipped.append(f'{pointer} is empty' if not named else f'{pointer} names {named}, which {problem}')
+    for path in _iteration_checkpoints(work_dir):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            print_log('; '.join(skipped + [f'resuming from {path}, the newest complete checkpoint']),
+                      logger='current', level='WARNING')
+            return path
+        skipped.append(f'{path} {problem}')
+    if not skipped:
+        print_log(f'--resume: {work_dir} holds no checkpoint (no {LAST_CHECKPOINT}, no iter_N.pth); '
+                  'starting from scratch.', logger='current')
+        return None
+    if restart_if_unreadable:
+        print_log('; '.join(skipped) + '. No checkpoint can be resumed from: starting from '
+                  'iteration 0 as asked (restart_if_unreadable).', logger='current', level='WARNING')
+        return None
+    raise CheckpointError(work_dir, 'holds checkpoints but none can be resumed from: '
+                          + '; '.join(skipped) + '. Refusing to start again from iteration 0 over '
+                          'them: resume from a named file (--resume FILE), move the files away, or '
+                          'pass --restart-if-unreadable to train from iteration 0 anyway.')

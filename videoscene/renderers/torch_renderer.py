@@ -420,17 +420,21 @@ def _project_entries(means: Tensor, covariances: Tensor, harmonics: Tensor, opac
     image ``images[e] = b * V + v``. Returns per entry ``means2d [E, 2]``, conics ``[E, 3]``,
     ``opacities [E]``, features ``[E, 4]`` (RGB, camera z) and the pixel radii ``[E, 2]`` (no gradient).
     """
-    views = extrinsics.shape[1]
-    flat = (images // views) * means.shape[1] + indices
-    entry_means = means.flatten(0, 1)[flat]
+    # Gathers use index_select: its backward (index_add_) sums repeated indices in a fixed order on
+    # the CPU, whereas advanced indexing's backward (index_put_ with accumulate) adds them with
+    # parallel atomics when deterministic algorithms are off, so two runs would differ.
+    views, count = extrinsics.shape[1], means.shape[1]
+    flat = (images // views) * count + indices
+    entry_means = means.flatten(0, 1).index_select(0, flat)
     means2d, covariances2d, depths = project_gaussians(
-        entry_means, covariances.flatten(0, 1)[flat], world_to_camera.flatten(0, 1)[images],
-        focal.flatten(0, 1)[images], principal.flatten(0, 1)[images], image_shape)
+        entry_means, covariances.flatten(0, 1).index_select(0, flat),
+        world_to_camera.flatten(0, 1).index_select(0, images), focal.flatten(0, 1).index_select(0, images),
+        principal.flatten(0, 1).index_select(0, images), image_shape)
     conics = torch.stack([covariances2d[:, 1, 1], -0.5 * (covariances2d[:, 0, 1] + covariances2d[:, 1, 0]),
                           covariances2d[:, 0, 0]], dim=-1) / _determinant(covariances2d)[:, None]
     # Colours of every Gaussian in every view (broadcast, no per-entry copy of the harmonics), then gathered.
     colors = sh_to_rgb(harmonics[:, None], means[:, None] - extrinsics[:, :, None, :3, 3])
-    colors = colors.flatten(0, 1)[images, indices]
-    opacities = opacities.flatten(0, 1)[flat]
+    colors = colors.flatten(0, 2).index_select(0, images * count + indices)
+    opacities = opacities.flatten(0, 1).index_select(0, flat)
     radii = _radii(covariances2d.detach(), opacities.detach())
     return means2d, conics, opacities, torch.cat([colors, depths[:, None]], dim=-1), radii

@@ -1,3 +1,4 @@
+from .atomic_checkpoint import AtomicCheckpointHook
 from .iteration_seed import IterationSeedHook
 
-__all__ = ['IterationSeedHook']
+__all__ = ['AtomicCheckpointHook', 'IterationSeedHook']
