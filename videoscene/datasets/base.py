@@ -112,11 +112,13 @@ def build_view_sampler(config: dict | ViewSampler, default_index: Path | None = 
     config = dict(config)
     kind = config.get('type')
     if kind is None:
-        raise KeyError(f"a view sampler config needs a 'type' (one of {VIEW_SAMPLERS.valid_names()}), got {config}")
+        raise InputError('view_sampler', f"a view sampler config needs a 'type' (one of {VIEW_SAMPLERS.valid_names()}), "
+                                         f'got {config}')
     sampler_class = kind if isinstance(kind, type) else VIEW_SAMPLERS.get(kind)
     if 'index_path' not in config and 'index_path' in inspect.signature(sampler_class).parameters:
         if default_index is None:
-            raise ValueError(f"view sampler '{kind}' needs an index_path: {owner} has no evaluation index of its own")
+            raise InputError('view_sampler', f"view sampler '{kind}' needs an index_path: {owner} has no evaluation "
+                                             'index of its own')
         config['index_path'] = default_index
     return VIEW_SAMPLERS.build(config)
 

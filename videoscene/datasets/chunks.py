@@ -189,18 +189,18 @@ def encode_example(key: str, images: Tensor | Sequence[Tensor], extrinsics: Tens
     """
     if isinstance(images, Tensor):
         if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"scene '{key}': expected images [N, 3, H, W], got {list(images.shape)}")
+            raise InputError(f"scene '{key}'", f'expected images [N, 3, H, W], got {list(images.shape)}')
         encoded = [encode_image(image, jpeg_quality) for image in images]
     else:
         encoded = list(images)
         if not all(data.dtype == torch.uint8 and data.dim() == 1 for data in encoded):
-            raise ValueError(f"scene '{key}': encoded images must be uint8 1-D tensors of JPEG bytes")
+            raise InputError(f"scene '{key}'", 'encoded images must be uint8 1-D tensors of JPEG bytes')
     n = len(encoded)
     if len(extrinsics) != n:
-        raise ValueError(f"scene '{key}': {n} images but {len(extrinsics)} cameras")
+        raise InputError(f"scene '{key}'", f'{n} images but {len(extrinsics)} cameras')
     if not (bool(torch.isfinite(extrinsics).all()) and bool(torch.isfinite(intrinsics).all())):
         bad = (~torch.isfinite(extrinsics.flatten(1)).all(1) | ~torch.isfinite(intrinsics.flatten(1)).all(1))
-        raise ValueError(f"scene '{key}': non-finite cameras at frames {bad.nonzero().flatten().tolist()}")
+        raise InputError(f"scene '{key}'", f'non-finite cameras at frames {bad.nonzero().flatten().tolist()}')
     if timestamps is None:
         timestamps = torch.arange(n, dtype=torch.int64) * 1_000_000 // 30
     example = {
@@ -213,7 +213,8 @@ def encode_example(key: str, images: Tensor | Sequence[Tensor], extrinsics: Tens
     if depths is not None:
         sizes_differ = isinstance(images, Tensor) and depths.shape[1:] != images.shape[2:]
         if depths.dim() != 3 or len(depths) != n or sizes_differ:
-            raise ValueError(f"scene '{key}': expected depths [N, H, W] matching {n} images, got {list(depths.shape)}")
+            raise InputError(f"scene '{key}'", f'expected depths [N, H, W] matching {n} images, got '
+                                               f'{list(depths.shape)}')
         example['depths'] = [encode_depth(depth) for depth in depths.cpu()]
     return example
 
@@ -356,7 +357,7 @@ def write_dataset(root: str | Path, stage: str, examples: Iterable[dict], *, sce
         for example in tqdm(examples, total=total, desc=f'writing {stage}', unit='scene'):
             key = example['key']
             if key in frames:
-                raise ValueError(f"scene key '{key}' appears twice")
+                raise InputError(f"scene '{key}'", 'the key appears twice')
             frames[key] = len(example['images'])
             chunk.append(example)
             if len(chunk) == scenes_per_chunk:
@@ -364,7 +365,7 @@ def write_dataset(root: str | Path, stage: str, examples: Iterable[dict], *, sce
         if chunk:
             flush()
         if not index:
-            raise ValueError(f'no scenes to write into {final}')
+            raise InputError(final, 'no scenes to write')
         _write_json(partial / 'index.json', index)
 
         # Move into place: the evaluation index first, the stage folder (what readers look for) last.

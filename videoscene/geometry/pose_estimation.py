@@ -39,8 +39,12 @@ The result is in the project convention: OpenCV camera-to-world extrinsics with 
 at the identity and the second camera's centre at distance 1 (the scale of a pair is
 unobservable), and normalised intrinsics.
 
-Measured on the synthetic default (``SyntheticSpec()``, 256 x 256, frames 12 to 28 apart, view
-overlap >= 50 %): see ``tests/test_pose_estimation.py``, which asserts the success rate and errors.
+Measured on the synthetic default (``SyntheticSpec()``: 256 x 256, pairs 20 to 45 frames apart as
+the default training sampler draws them, view overlap >= 50 %, JPEG quality 95; measured by
+``tests/test_pose_estimation.py``): 16 of 26 pairs posed within 2 degrees of rotation and 10 of
+direction, 2 accepted with larger errors, 8 refused (mostly too few SIFT matches on the least
+textured rooms); median errors of the accepted poses 0.28 degrees (rotation) and 2.1 degrees
+(direction). On a textured plane the homography gives errors below 0.2 degrees.
 """
 from __future__ import annotations
 
@@ -228,8 +232,8 @@ def _estimate(grey0: np.ndarray, grey1: np.ndarray, k0: np.ndarray, k1: np.ndarr
     if essential is not None:
         essential_pose = _pose_from_essential(essential, rays0, rays1, essential_mask)
     use_homography = homography is not None and (
-        essential is None or gric(_homography_errors(homography, rays0, rays1), sigma, 2, 8)
-        < gric(_sampson_errors(essential, rays0, rays1), sigma, 3, 5))
+        essential is None or _gric(_homography_errors(homography, rays0, rays1), sigma, 2, 8)
+        < _gric(_sampson_errors(essential, rays0, rays1), sigma, 3, 5))
     if use_homography:
         decompositions = _decompose(homography)
         if essential_pose is not None and decompositions:
@@ -311,7 +315,7 @@ def _fit_homography(rays0: np.ndarray, rays1: np.ndarray, threshold: float) -> t
     return homography, mask.ravel().astype(bool)
 
 
-def gric(errors: np.ndarray, sigma: float, dimension: int, parameters: int) -> float:
+def _gric(errors: np.ndarray, sigma: float, dimension: int, parameters: int) -> float:
     """Torr's GRIC of a model with squared residuals ``errors [N]`` (normalised units): the robust
     cost ``sum min(e / sigma^2, 2 (4 - d))`` plus ``ln(4) d N`` for the manifold of dimension ``d``
     plus ``ln(4 N) k`` for the ``k`` model parameters (4 = the dimension of a match). Smaller is better."""

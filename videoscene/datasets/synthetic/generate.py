@@ -19,6 +19,7 @@ import numpy as np
 from mmengine.logging import print_log
 from torch import Tensor
 
+from videoscene.errors import InputError
 from videoscene.geometry.cameras import intrinsics_from_fov
 from ..chunks import encode_example, new_partial_dir, write_dataset
 from .scene import SyntheticScene, sample_scene
@@ -65,11 +66,12 @@ class SyntheticSpec:
 
     def __post_init__(self) -> None:
         if self.num_scenes < 1 or self.frames < 2:
-            raise ValueError(f'need num_scenes >= 1 and frames >= 2, got {self.num_scenes} and {self.frames}')
+            raise InputError('SyntheticSpec', f'need num_scenes >= 1 and frames >= 2, got {self.num_scenes} and '
+                                              f'{self.frames}')
         if self.height < 16 or self.width < 16:
-            raise ValueError(f'image size must be at least 16 x 16, got {self.height} x {self.width}')
+            raise InputError('SyntheticSpec', f'image size must be at least 16 x 16, got {self.height} x {self.width}')
         if self.frames < self.eval_targets + 2:
-            raise ValueError(f'frames ({self.frames}) must be at least num_eval_targets + 2 '
+            raise InputError('SyntheticSpec', f'frames ({self.frames}) must be at least num_eval_targets + 2 '
                              f'({self.eval_targets + 2}) to hold the evaluation targets')
 
     @property
