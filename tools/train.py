@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(args)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
-        cfg.restart_if_unreadable = args.restart_if_unreadable
+        if args.restart_if_unreadable:
+            cfg.restart_if_unreadable = True
     elif args.resume is not None:
         problem = checkpoint_problem(args.resume)
         if problem is not None:

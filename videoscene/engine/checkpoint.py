@@ -151,16 +151,18 @@ def _iteration_checkpoints(work_dir: str) -> list[str]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
-def find_resume_checkpoint(work_dir: str, restart_if_unreadable: bool = False) -> str | None:
-    """The checkpoint ``--resume`` (without a path) continues from; None: start from iteration 0.
+def find_resume_checkpoint(work_dir: str, restart_if_unreadable: bool = False) -> tuple[str | None, str]:
+    """The checkpoint ``--resume`` (without a path) continues from, and what to tell the user.
 
-    The file ``last_checkpoint`` names when it is complete; otherwise (pointer missing, empty, or
-    naming a missing or incomplete file) the newest complete ``iter_N.pth`` in ``work_dir``, with a
-    warning naming what was skipped and why. None when ``work_dir`` holds no checkpoint at all.
+    Returns ``(path, note)``. ``path``: the file ``last_checkpoint`` names when that is complete;
+    otherwise (pointer missing, empty, or naming a missing or incomplete file) the newest complete
+    ``iter_N.pth`` in ``work_dir``; None (start from iteration 0) when ``work_dir`` holds no
+    checkpoint. ``note``: empty when ``last_checkpoint`` was used, else what was skipped and why,
+    or that training starts from scratch.
 
     Raises:
         CheckpointError: ``work_dir`` holds checkpoints but none is complete, unless
-            ``restart_if_unreadable`` (then None, with a warning).
+            ``restart_if_unreadable`` (then None, and the note says so).
     """
     skipped = []
     pointer = osp.join(work_dir, LAST_CHECKPOINT)
@@ -169,23 +171,19 @@ def find_resume_checkpoint(work_dir: str, restart_if_unreadable: bool = False) -
             named = file.read().strip()
         problem = checkpoint_problem(named) if named else None
         if named and problem is None:
-            return named
+            return named, ''
         skipped.append(f'{pointer} is empty' if not named else f'{pointer} names {named}, which {problem}')
     for path in _iteration_checkpoints(work_dir):
         problem = checkpoint_problem(path)
         if problem is None:
-            print_log('; '.join(skipped + [f'resuming from {path}, the newest complete checkpoint']),
-                      logger='current', level='WARNING')
-            return path
+            return path, '; '.join(skipped + [f'resuming from {path}, the newest complete checkpoint'])
         skipped.append(f'{path} {problem}')
     if not skipped:
-        print_log(f'--resume: {work_dir} holds no checkpoint (no {LAST_CHECKPOINT}, no iter_N.pth); '
-                  'starting from scratch.', logger='current')
-        return None
+        return None, (f'--resume: {work_dir} holds no checkpoint (no {LAST_CHECKPOINT}, no '
+                      'iter_N.pth): starting from scratch.')
     if restart_if_unreadable:
-        print_log('; '.join(skipped) + '. No checkpoint can be resumed from: starting from '
-                  'iteration 0 as asked (restart_if_unreadable).', logger='current', level='WARNING')
-        return None
+        return None, '; '.join(skipped) + ('. No checkpoint can be resumed from: starting from '
+                                           'iteration 0 as asked (restart_if_unreadable).')
     raise CheckpointError(work_dir, 'holds checkpoints but none can be resumed from: '
                           + '; '.join(skipped) + '. Refusing to start again from iteration 0 over '
                           'them: resume from a named file (--resume FILE), move the files away, or '

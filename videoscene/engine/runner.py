@@ -49,8 +49,10 @@ class VideoSceneRunner(Runner):
 
     def load_or_resume(self) -> None:
         if not self._has_loaded and self._resume and self._load_from is None:
-            found = find_resume_checkpoint(self.work_dir,
-                                           bool(self.cfg.get('restart_if_unreadable', False)))
+            found, note = find_resume_checkpoint(
+                self.work_dir, bool(self.cfg.get('restart_if_unreadable', False)))
+            if note:
+                self.logger.warning(note)
             if found is not None:
                 self.logger.info(f'Resuming from {found}.')
                 self.resume(found)
