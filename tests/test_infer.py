@@ -20,6 +20,7 @@ from videoscene.pipelines.inputs import read_camera_file, read_image, views_from
 from videoscene.structures import Gaussians
 
 from _pipeline_setup import REPO_ROOT, SIZE, TINY_MVSPLAT, tiny_config
+from _scene_writers import pixel_intrinsics, write_colmap, write_transforms
 
 SPEC = importlib.util.spec_from_file_location('infer_tool', REPO_ROOT / 'tools/infer.py')
 infer = importlib.util.module_from_spec(SPEC)
@@ -166,6 +167,33 @@ def test_more_than_two_images_are_chained_into_one_video(config, photos, tmp_pat
     code, _, stderr = run(capsys, *[photos / f'photo_{i}.jpg' for i in range(3)], '--config', config,
                           '--out', tmp_path / 'three')
     assert code == 2 and 'pose estimation takes exactly two' in stderr
+
+
+def test_transforms_json_and_colmap_pose_the_images_as_the_camera_file_does(photos, tmp_path):
+    jpegs = [torch.frombuffer(bytearray((photos / f'photo_{i}.jpg').read_bytes()), dtype=torch.uint8)
+             for i in range(2)]
+    extrinsics = torch.tensor([camera(0), camera(1)]).float()
+    intrinsics = torch.tensor(json.loads((photos / 'pair.json').read_text())['intrinsics']).expand(2, 3, 3)
+    write_transforms(tmp_path / 'ngp', jpegs, extrinsics, intrinsics, HEIGHT, WIDTH)
+    points = torch.rand(200, 3, generator=torch.Generator().manual_seed(0)) * 4 + torch.tensor([-2.0, -2.0, 3.0])
+    write_colmap(tmp_path / 'colmap', jpegs, extrinsics, points,
+                 ('PINHOLE', WIDTH, HEIGHT, pixel_intrinsics(intrinsics[0], HEIGHT, WIDTH)), binary=False)
+
+    def views(*argv):
+        return infer.read_views(infer.parse_args([str(a) for a in argv] + ['--out', 'unused']), (SIZE, SIZE))
+
+    reference, mode, _ = views(photos / 'photo_0.jpg', photos / 'photo_1.jpg', '--cameras', photos / 'pair.json')
+    assert mode == 'images with cameras'
+    for folder, source in (('ngp', '--transforms'), ('colmap', '--colmap')):
+        argument = tmp_path / folder / ('transforms.json' if folder == 'ngp' else '')
+        posed, mode, report = views(*sorted((tmp_path / folder / 'images').glob('*.jpg')), source, argument)
+        assert mode == 'images with cameras' and report is None
+        torch.testing.assert_close(posed.extrinsics, reference.extrinsics, rtol=0, atol=1e-5)
+        torch.testing.assert_close(posed.intrinsics, reference.intrinsics, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(posed.images, reference.images)
+    assert 0 < float(posed.near[0]) < 3 and float(posed.far[0]) > 7        # COLMAP: from its points
+    with pytest.raises(InputError, match='photo_0.jpg: is not a frame of'):
+        views(photos / 'photo_0.jpg', photos / 'photo_1.jpg', '--colmap', tmp_path / 'colmap')
 
 
 # ----------------------------------------------------------------------------- images

@@ -1,7 +1,8 @@
 """Video to 3D: fit Gaussians to a generated video (a tools/infer.py output folder).
 
     python tools/video_to_3d.py INFER_OUT [--out DIR] [--every 4] [--iterations 300] [--views-per-step 2]
-                                [--renderer torch|gsplat] [--device DEV] [--lpips-vgg VGG16.pth [--lpips-linear vgg.pth]]
+                                [--renderer torch|gsplat] [--device DEV]
+                                [--lpips-vgg VGG16.pth [--lpips-linear vgg.pth]]
 
 Reads INFER_OUT/cameras.json (its frames and their cameras) and INFER_OUT/gaussians.ply (the
 reconstructor's Gaussians, the initialisation), fits every Gaussian's mean, colour, opacity and
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os.path as osp
-import shutil
 import sys
 import time
 from pathlib import Path

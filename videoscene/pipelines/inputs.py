@@ -364,7 +364,10 @@ def estimate_views(paths: Sequence[str | Path], intrinsics: Tensor | None, near:
     check_distinct_images(images, names)
     if intrinsics is None:
         intrinsics = torch.stack([default_intrinsics(*image.shape[1:], fov_x_degrees) for image in images])
-    intrinsics = intrinsics.reshape(-1, 3, 3).expand(2, 3, 3).float()
+    intrinsics = intrinsics.reshape(-1, 3, 3)
+    if len(intrinsics) not in (1, 2):
+        raise InputError('intrinsics', f'expected one matrix or one per image (2), got {len(intrinsics)}')
+    intrinsics = intrinsics.expand(2, 3, 3).float()
     pose = estimate_relative_pose(images[0], images[1], intrinsics, names=(names[0], names[1]),
                                   **estimation)
     views = Views(torch.stack(images), pose.extrinsics.float(), pose.intrinsics.float(),
