@@ -45,7 +45,8 @@ def test_latents_are_the_pixel_blocks_of_every_frame_and_decode_back_exactly(fol
     video = torch.rand(2, 9, 3, 16, 16)
     latents = backbone.encode(video)
     assert latents.shape == (2, 9, 12, 8, 8)
-    # channel c*4 + i*2 + j of latent pixel (y, x) is pixel (2y + i, 2x + j) of channel c, in [-1, 1]
+    # channel c*4 + i*2 + j of latent pixel (y, x) is pixel (2y + i, 2x + j) of channel c,
+    # brought to [-1, 1]
     for c, i, j in [(0, 0, 0), (1, 0, 1), (2, 1, 1)]:
         torch.testing.assert_close(latents[:, :, c * 4 + i * 2 + j],
                                    video[:, :, c, i::2, j::2] * 2 - 1)

@@ -56,8 +56,8 @@ class PixelUnshuffleVAE(nn.Module):
         """``x [B, C, F, H, W]`` -> latents ``[B, C r^2, F, H / r, W / r]`` (a point mass)."""
         r = self.spatial_compression_ratio
         if x.ndim != 5 or x.shape[1] != self.in_channels or x.shape[-1] % r or x.shape[-2] % r:
-            raise ValueError(f'PixelUnshuffleVAE.encode takes [B, {self.in_channels}, F, H, W] with H '
-                             f'and W multiples of {r}, got {tuple(x.shape)}')
+            raise ValueError(f'PixelUnshuffleVAE.encode takes [B, {self.in_channels}, F, H, W] '
+                             f'with H and W multiples of {r}, got {tuple(x.shape)}')
         frames = x.transpose(1, 2).flatten(0, 1)
         latents = F.pixel_unshuffle(frames, r).unflatten(0, x.shape[:1] + x.shape[2:3])
         return AutoencoderKLOutput(latent_dist=IdentityDistribution(latents.transpose(1, 2)))
@@ -65,8 +65,8 @@ class PixelUnshuffleVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> DecoderOutput:
         """``z [B, C r^2, F, h, w]`` -> pixels ``[B, C, F, h r, w r]``, the exact inverse."""
         if z.ndim != 5 or z.shape[1] != self.latent_channels:
-            raise ValueError(f'PixelUnshuffleVAE.decode takes [B, {self.latent_channels}, F, h, w], '
-                             f'got {tuple(z.shape)}')
+            raise ValueError(f'PixelUnshuffleVAE.decode takes '
+                             f'[B, {self.latent_channels}, F, h, w], got {tuple(z.shape)}')
         frames = z.transpose(1, 2).flatten(0, 1)
         pixels = F.pixel_shuffle(frames, self.spatial_compression_ratio)
         return DecoderOutput(sample=pixels.unflatten(0, z.shape[:1] + z.shape[2:3]).transpose(1, 2))
