@@ -1,7 +1,7 @@
 """Toy reproduction of the paper's ablation (Tab. 3, Sec. 4.3) on the CPU, end to end.
 
-    .venv/bin/python benchmarks/toy_ablation.py              # the full run (~30 min on 2 idle cores)
-    .venv/bin/python benchmarks/toy_ablation.py --quick      # everything, tiny, in about 2 minutes
+    .venv/bin/python benchmarks/toy_ablation.py           # the full run (~30 min, 2 idle cores)
+    .venv/bin/python benchmarks/toy_ablation.py --quick   # everything, tiny, about 2 minutes
 
 Every stage is the project's own config with overrides, run by the project's Runner:
 
@@ -105,7 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add('--sweep-stride', type=int, default=1,
         help='sweep every n-th candidate leap t for the fixed-t rows (1: all)')
     add('--log-every', type=int, default=100, help='iterations between training log lines')
-    add('--threads', type=int, default=2, help='torch CPU threads')
+    add('--threads', type=int, default=2,
+        help='torch CPU threads (on a machine other jobs keep busy, 1 is several times faster)')
     add('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     if args.quick:
@@ -436,8 +437,9 @@ def ordered_rows(rows: dict) -> list[str]:
 
 
 def t_bins(result: dict, bins: int = 4) -> list[dict]:
-    """DDPNet's leap t against the render's PSNR, in render-PSNR quantile bins, beside each clip's
-    best leap t for the full student (from the test sweep) and the student's gain over the render."""
+    """DDPNet's leap t against the render's PSNR, in render-PSNR quantile bins, beside each
+    clip's best leap t for the full student (from the test sweep) and the student's gain over the
+    render."""
     render = result['render_psnr']
     oracle = result['candidates'][result['test_sweep']['full'].argmax(0)]
     full = next(row for name, row in result['rows'].items() if name.startswith('VideoScene'))
@@ -452,7 +454,8 @@ def t_bins(result: dict, bins: int = 4) -> list[dict]:
         chosen = result['ddpnet_t'][inside]
         values, counts = chosen.unique(return_counts=True)
         out.append(dict(render_psnr=[round(float(edges[i]), 2), round(float(edges[i + 1]), 2)],
-                        clips=int(inside.sum()), ddpnet_t_mean=round(float(chosen.float().mean()), 1),
+                        clips=int(inside.sum()),
+                        ddpnet_t_mean=round(float(chosen.float().mean()), 1),
                         ddpnet_t_counts={int(v): int(c) for v, c in zip(values, counts)},
                         best_t_mean=round(float(oracle[inside].float().mean()), 1),
                         student_gain_db=round(float(gain[inside].mean()), 2)))
@@ -484,7 +487,8 @@ def markdown(args, result: dict, stages: dict, diagnostics: dict, bins: list[dic
              'magnitude over the true frames\' (1 = as sharp as the truth). Fidelity: PSNR of the '
              'one-step student against the teacher\'s multi-step output from the same start '
              '(same noise, same t). s/clip: generation time (render: reconstruct + render).', '',
-             '| Setup | Steps | PSNR ↑ | SSIM ↑ | Sharpness | Fidelity to teacher (dB) | s/clip |',
+             '| Setup | Steps | PSNR ↑ | SSIM ↑ | Sharpness | Fidelity to teacher (dB) '
+             '| s/clip |',
              '|---|---|---|---|---|---|---|']
     for name in ordered_rows(rows):
         r = rows[name]
@@ -495,8 +499,8 @@ def markdown(args, result: dict, stages: dict, diagnostics: dict, bins: list[dic
               f'Candidates: {len(result["candidates"])} solver timesteps '
               f'{int(result["candidates"][0])}..{int(result["candidates"][-1])}. '
               'Fixed-t sweeps of the one-step students (mean test PSNR):', '',
-              '| Student | best t on validation | test PSNR there | best t on test | test PSNR there '
-              '| per-clip oracle t |', '|---|---|---|---|---|---|']
+              '| Student | best t on validation | test PSNR there | best t on test '
+              '| test PSNR there | per-clip best t (PSNR) |', '|---|---|---|---|---|---|']
     for run, d in diagnostics.items():
         lines.append(f'| {run} | {d["best_t_on_validation"]} | {d["test_psnr_at_that_t"]:.2f} | '
                      f'{d["best_t_on_test"]} | {d["test_psnr_at_best_test_t"]:.2f} | '
@@ -504,7 +508,8 @@ def markdown(args, result: dict, stages: dict, diagnostics: dict, bins: list[dic
     lines += ['', 'DDPNet\'s chosen t against the render\'s PSNR (test clips in render-PSNR '
               'quartiles; best t: each clip\'s best fixed t for the full student; gain: full '
               'one-step PSNR minus render PSNR):', '',
-              '| Render PSNR | Clips | DDPNet t (mean) | DDPNet t counts | Best t (mean) | Gain (dB) |',
+              '| Render PSNR | Clips | DDPNet t (mean) | DDPNet t counts | Best t (mean) '
+              '| Gain (dB) |',
               '|---|---|---|---|---|---|']
     for b in bins:
         counts = ', '.join(f'{t}: {n}' for t, n in b['ddpnet_t_counts'].items())
@@ -526,7 +531,16 @@ def settings(args) -> dict:
 # ---------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        return ablation(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def ablation(args) -> dict:
+    """The stages, the evaluation and the report (see the module docstring)."""
     load = ' '.join(f'{v:.2f}' for v in os.getloadavg())
     print(f'toy ablation: work dir {args.work_dir}, load average {load}', flush=True)
     clock, root, fresh = Clock(), args.work_dir, args.fresh

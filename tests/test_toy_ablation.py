@@ -13,7 +13,7 @@ TINY = ['--size', '16', '--train-scenes', '2', '--clips-per-scene', '2', '--val-
         '--max-gap', '14', '--recon-iters', '1', '--recon-batch', '2', '--teacher-iters', '2',
         '--teacher-layers', '1', '--teacher-heads', '2', '--teacher-head-dim', '16',
         '--distill-iters', '2', '--batch', '2', '--teacher-steps', '4', '--sweep-stride', '10',
-        '--log-every', '1']
+        '--log-every', '1', '--threads', '1']
 ROWS = ['Base rendered video', 'w/o 3D-aware leap flow (1 step from noise)', 'w/o DDPNet, fixed t=',
         'w/o DDPNet, random t', 'VideoScene (full model, DDPNet t), 1 step',
         'Teacher, 4 steps from noise', 'Teacher, multi-step from the DDPNet leap start']
