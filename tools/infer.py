@@ -354,7 +354,8 @@ def run(args: argparse.Namespace) -> dict:
 
     summary = {
         'mode': mode, 'inputs': names, 'config': args.config, 'checkpoint': args.checkpoint,
-        'weights': 'teacher' if args.checkpoint is None else args.weights or 'student', 'policy': policy,
+        'weights': 'teacher' if args.checkpoint is None else args.weights or 'student',
+        'policy': None if from_noise else policy,
         'leap_t': output.t.tolist(), 'steps': args.steps, 'from_noise': from_noise,
         'frames': int(output.video.shape[1]), 'frames_per_clip': frames, 'clips': len(output.t),
         'image_size': list(size), 'seed': args.seed, 'device': str(pipeline.device),
