@@ -84,23 +84,25 @@ def test_resume_is_bit_exact(tmp_path):
     assert any(not torch.equal(v, half[k]) for k, v in b['state_dict'].items())
 
 
-@pytest.fixture(scope='module')
-def stage1_runs(tmp_path_factory):
-    """Tiny stage-1 training: 4 iterations straight, and 2 iterations then resumed to 4."""
-    folder = tmp_path_factory.mktemp('stage1')
-    straight, stopped = folder / 'straight', folder / 'stopped'
-    run_tool(TRAIN, stage1_config(folder, 4, schedule_iters=4), '--work-dir', straight)
-    run_tool(TRAIN, stage1_config(folder, 2, schedule_iters=4), '--work-dir', stopped)
-    resumed = run_tool(TRAIN, stage1_config(folder, 4, schedule_iters=4), '--work-dir', stopped,
-                       '--resume')
-    return folder, straight, stopped, resumed.stdout + resumed.stderr
+def _psnr(result) -> float:
+    found = re.findall(r'novel_view/psnr: ([0-9.]+)', result.stdout + result.stderr)
+    assert found, result.stdout[-2000:] + result.stderr[-2000:]
+    return float(found[-1])
 
 
-def test_stage1_resume_is_bit_exact(stage1_runs):
-    """MVSplat through the CPU renderer, two DataLoader workers, flip augmentation and a cosine
-    schedule: 2 iterations + resume ends with exactly the weights of 4 straight iterations."""
-    _, straight, stopped, log = stage1_runs
-    assert 'resumed epoch: 0, iter: 2' in log
+def test_stage1_resume_is_bit_exact_and_test_tool_evaluates_it(tmp_path):
+    """Stage 1 (MVSplat through the CPU renderer) with two DataLoader workers, flip augmentation
+    and a cosine schedule: 2 iterations + resume end with exactly the weights of 4 straight
+    iterations. tools/test.py then scores the checkpoint tools/train.py wrote (MMEngine's full
+    pickle) and the same weights as safetensors alike, and refuses weights missing a key by name
+    (a bare state dict: the plain-weights path)."""
+    from safetensors.torch import save_file
+    straight, stopped = tmp_path / 'straight', tmp_path / 'stopped'
+    config = stage1_config(tmp_path, 4, schedule_iters=4)
+    run_tool(TRAIN, config, '--work-dir', straight)
+    run_tool(TRAIN, stage1_config(tmp_path, 2, schedule_iters=4), '--work-dir', stopped)
+    resumed = run_tool(TRAIN, config, '--work-dir', stopped, '--resume')
+    assert 'resumed epoch: 0, iter: 2' in resumed.stdout + resumed.stderr
     a, b = weights(straight / 'iter_4.pth'), weights(stopped / 'iter_4.pth')
     assert any(not torch.equal(v, weights(stopped / 'iter_2.pth')[k]) for k, v in b.items())
     assert_same_weights(a, b)
@@ -110,33 +112,17 @@ def test_stage1_resume_is_bit_exact(stage1_runs):
           for run in (straight, stopped)]
     assert lr[0] == lr[1] == pytest.approx(1e-4 + 0.5 * (1e-3 - 1e-4) * (1 + math.cos(0.75 * math.pi)))
 
-
-def _psnr(result) -> float:
-    found = re.findall(r'novel_view/psnr: ([0-9.]+)', result.stdout + result.stderr)
-    assert found, result.stdout[-2000:] + result.stderr[-2000:]
-    return float(found[-1])
-
-
-def test_test_tool_evaluates_train_checkpoints_and_plain_weights(stage1_runs):
-    """tools/test.py loads what tools/train.py wrote (MMEngine's full pickle), a bare state dict
-    and safetensors, all to the same score; weights of another model are refused by name."""
-    from safetensors.torch import save_file
-    folder, straight, _, _ = stage1_runs
-    config = stage1_config(folder, 4, schedule_iters=4)
-    checkpoint = straight / 'iter_4.pth'
-    psnr = _psnr(run_tool(TEST, config, checkpoint, '--work-dir', folder / 'test'))
+    psnr = _psnr(run_tool(TEST, config, stopped / 'iter_4.pth', '--work-dir', tmp_path / 'test'))
     assert 5.0 < psnr < 60.0
-    state = weights(checkpoint)
-    torch.save(state, folder / 'bare.pth')
-    save_file({k: v.contiguous() for k, v in state.items()}, folder / 'weights.safetensors')
-    for plain in ('bare.pth', 'weights.safetensors'):
-        assert _psnr(run_tool(TEST, config, folder / plain, '--work-dir', folder / 'test')) == psnr
-    state.pop(next(iter(state)))
-    torch.save(state, folder / 'partial.pth')
-    refused = run_tool(TEST, config, folder / 'partial.pth', '--work-dir', folder / 'test',
+    save_file({k: v.contiguous() for k, v in b.items()}, tmp_path / 'weights.safetensors')
+    assert _psnr(run_tool(TEST, config, tmp_path / 'weights.safetensors',
+                          '--work-dir', tmp_path / 'test')) == psnr
+    b.pop(next(iter(b)))
+    torch.save(b, tmp_path / 'partial.pth')
+    refused = run_tool(TEST, config, tmp_path / 'partial.pth', '--work-dir', tmp_path / 'test',
                        check=False)
     assert refused.returncode != 0
-    assert 'CheckpointError' in refused.stderr and 'partial.pth' in refused.stderr
+    assert f'CheckpointError: {tmp_path / "partial.pth"}: does not fit' in refused.stderr
     assert 'missing keys' in refused.stderr
 
 
