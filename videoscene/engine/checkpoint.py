@@ -27,6 +27,7 @@ from contextlib import contextmanager
 import torch
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
+from safetensors.torch import load_file
 
 from videoscene.errors import CheckpointError
 
@@ -104,7 +105,6 @@ def load_from_trusted_local(filename: str, map_location=None, resuming: bool = F
     print_log(f'Loading trusted local checkpoint {filename}.', logger='current')
     try:
         if filename.endswith('.safetensors'):
-            from safetensors.torch import load_file
             device = map_location if isinstance(map_location, (str, torch.device)) else 'cpu'
             checkpoint = load_file(filename, device=str(device))
         else:
