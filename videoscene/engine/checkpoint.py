@@ -16,6 +16,7 @@ Finding: :func:`find_resume_checkpoint` is what ``--resume`` without a path cont
 """
 from __future__ import annotations
 
+import errno
 import os
 import os.path as osp
 import pickle
@@ -46,9 +47,14 @@ def partial_name(filename: str) -> str:
 
 
 def _fsync_folder(folder: str) -> None:
+    """Make a rename in ``folder`` durable (power loss); some file systems cannot sync folders,
+    and the rename itself is atomic there all the same."""
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
     finally:
         os.close(descriptor)
 
