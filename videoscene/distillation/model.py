@@ -37,8 +37,6 @@ DDP never waits for its parameters.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 import torch.nn.functional as F
 from mmengine.dist import all_reduce

@@ -308,16 +308,8 @@ def load_distillation_checkpoint(model, path: str | Path) -> None:
     with ``strict=True``: the keys it may lack are exactly the frozen ones (their sources are the
     config's). MMEngine checkpoints pickle more than tensors, so the trusted local file is
     unpickled in full, as ``--resume`` does."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(path, 'distillation checkpoint not found')
-    try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as error:   # truncated file, not a torch file
-        raise CheckpointError(path, f'cannot be read as a torch checkpoint ({error})') from error
-    state_dict = checkpoint.get('state_dict') if isinstance(checkpoint, dict) else None
-    if not isinstance(state_dict, dict):
-        raise CheckpointError(path, "has no 'state_dict': expected a tools/train.py checkpoint")
+    from videoscene.distillation import read_training_state_dict
+    state_dict = read_training_state_dict(path)
     try:
         model.load_state_dict(state_dict, strict=True)
     except CheckpointError as error:

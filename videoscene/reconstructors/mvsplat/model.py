@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ...registry import RECONSTRUCTORS
 from ...structures import Gaussians
