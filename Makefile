@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.videoscene-installed
 OUT ?= outputs/demo
+DEMO_ARGS ?=
 
 .PHONY: demo test install registry clean-venv
 
@@ -17,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) tools/demo.py --out $(OUT)
+	$(PY) tools/demo.py --out $(OUT) $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest tests -q

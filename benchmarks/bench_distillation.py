@@ -22,7 +22,8 @@ short-lived activations count) after ``--steps`` steps, and its increase over th
 the models were built (interpreter, torch and the batch already loaded): the increase is what the
 arrangement needs and the ratio is taken on it.  Also listed: the bytes of distinct parameter and
 buffer storages (``weights``) and of the optimizer states.  Time: the minimum over steps 2..N
-(the first step allocates the optimizer states).
+(the first step allocates the optimizer states), in wall seconds and in CPU seconds of the process
+(``time.process_time``; with ``--threads 1`` on a shared machine, the wall time of an idle core).
 """
 from __future__ import annotations
 
@@ -223,18 +224,18 @@ def _run(arrangement: str, folder: str, policy_state: str, args: argparse.Namesp
         def one_step() -> dict:
             log = model.train_step(data, named['optim_wrapper'])
             return {k: float(v.detach()) for k, v in log.items() if k.startswith('loss')}
-    built = _peak_rss_mib()
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for _ in range(args.steps):
         torch.manual_seed(0)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         losses.append(one_step())
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu)
     tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())]
-    return dict(before_mib=before, built_mib=built, peak_mib=_peak_rss_mib(),
+    return dict(before_mib=before, peak_mib=_peak_rss_mib(),
                 weights_mib=_storage_bytes(tensors) / 2 ** 20,
                 optimizer_mib=_optimizer_bytes(wrappers) / 2 ** 20,
-                seconds=min(times[1:]) if len(times) > 1 else times[0], losses=losses[0])
+                seconds=min(times[1:]), cpu_seconds=min(cpu_times[1:]), losses=losses[0])
 
 
 def main() -> None:
@@ -248,6 +249,8 @@ def main() -> None:
     parser.add_argument('--steps', type=int, default=3, help='steps per arrangement (>= 2)')
     parser.add_argument('--threads', type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.steps < 2:
+        parser.error('--steps must be at least 2 (the first step allocates the optimizer states)')
     spec = CONFIGS[args.config]
 
     from videoscene.backbones.tiny import save_tiny_cogvideox
@@ -278,11 +281,12 @@ def main() -> None:
           f'{spec["size"]} x {spec["size"]}), batch {args.batch}, trained: {args.trainable} '
           f'({selection})')
     print(f'{"arrangement":>13} {"weights MiB":>12} {"optimizer MiB":>13} {"RSS before":>11} '
-          f'{"peak RSS":>9} {"peak - before":>13} {"step s":>7}')
+          f'{"peak RSS":>9} {"peak - before":>13} {"step s":>7} {"step CPU s":>10}')
     for name, r in results.items():
         print(f'{name:>13} {r["weights_mib"]:>12.1f} {r["optimizer_mib"]:>13.1f} '
               f'{r["before_mib"]:>11.0f} {r["peak_mib"]:>9.0f} '
-              f'{r["peak_mib"] - r["before_mib"]:>13.0f} {r["seconds"]:>7.2f}')
+              f'{r["peak_mib"] - r["before_mib"]:>13.0f} {r["seconds"]:>7.2f} '
+              f'{r["cpu_seconds"]:>10.2f}')
     shared, copies, teacher = (results[a] for a in ARRANGEMENTS)
     increase = {k: r['peak_mib'] - r['before_mib'] for k, r in results.items()}
     same = all(abs(shared['losses'][k] - copies['losses'][k]) <= 1e-5 * max(1, abs(copies['losses'][k]))
@@ -297,8 +301,9 @@ def main() -> None:
           f'{(frozen + 6 * trained) / (3 * frozen + 6 * trained):.3f}; activations add alike to both')
     print(f'same step in both arrangements: {"yes" if same else "NO"} '
           f'(shared {shared["losses"]}, three copies {copies["losses"]})')
-    print(f'distillation step / teacher fine-tune step, time: '
-          f'{shared["seconds"] / teacher["seconds"]:.2f}; peak memory increase: '
+    print(f'distillation step / teacher fine-tune step: wall time '
+          f'{shared["seconds"] / teacher["seconds"]:.2f}, CPU time '
+          f'{shared["cpu_seconds"] / teacher["cpu_seconds"]:.2f}; peak memory increase '
           f'{increase["shared"] / increase["teacher"]:.2f}')
 
 

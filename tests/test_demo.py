@@ -53,7 +53,8 @@ def test_results_table_parses(demo):
     assert not any(stage['cached'] for stage in summary['training'])
     # the markdown table has the same three rows, with the JSON's PSNR
     table = (root / 'out' / 'results.md').read_text()
-    rows = [line for line in table.splitlines() if re.match(r'\| (render|VideoScene|teacher)', line)]
+    rows = [line for line in table.splitlines()
+            if re.match(r'\| (render \(|VideoScene, |teacher, )', line)]
     assert len(rows) == 3
     assert f'{summary["metrics"]["one_step"]["psnr"]:.2f}' in rows[1]
 

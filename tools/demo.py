@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -120,7 +119,7 @@ def generate(prepared: Prepared, args: argparse.Namespace, out: Path) -> dict:
     teacher = VideoScenePipeline.from_config(config, checkpoint, weights='teacher')
     dataset = held_out_scenes(config, args.test_scenes)
     lpips, lpips_status = lpips_model(args.lpips_vgg)
-    scores = {m: {'psnr': [], 'ssim': [], 'lpips': []} for m in (*METHODS, 'ground_truth')}
+    scores = {m: {'psnr': [], 'ssim': [], 'lpips': []} for m in METHODS}
     videos, names, leaps = [], [], []
     timings = {'one_step': {}, 'n_step': {}}
     wall = {'one_step': 0.0, 'n_step': 0.0}
@@ -227,8 +226,8 @@ def honest_notes(rows: dict, results: dict, steps: int) -> list[str]:
         'scenes (reconstruct, render, encode, DDPNet picks the leap timestep, one denoising step, '
         f'decode) next to the {steps}-step baseline, scored against the true frames.',
         f'Speed: one step takes {one_s:.2f} s a scene, the {steps}-step baseline {many_s:.2f} s '
-        f'({many_s / one_s:.1f}x). At this size reconstruction, rendering and the VAE cost more '
-        'than the tiny transformer, so the saving is far from the step count; with a backbone '
+        f'({many_s / one_s:.1f}x). At this size reconstructing and rendering cost more than the '
+        'tiny transformer, so the saving is far from the step count; with a backbone '
         f'whose network evaluation dominates, the one step costs about 1/{steps} of the baseline '
         '(benchmarks/bench_pipeline.py measures both).',
         f'Quality: the one-step video scores {one:.2f} dB PSNR, the render it starts from '
@@ -282,7 +281,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    prepared = prepare(settings_from(args))
+    settings = settings_from(args)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    prepared = prepare(settings)
     tqdm.write(f'models ready ({time.perf_counter() - start:.0f} s); generating')
     results = generate(prepared, args, out)
     write_media(results, args.steps, out)

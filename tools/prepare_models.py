@@ -1,7 +1,8 @@
 """Train, or find in the cache, the small models the demo runs: stage 1 -> 2 -> 3 on the CPU.
 
-    python tools/prepare_models.py [--recon-iters 40] [--teacher-iters 150] [--distill-iters 30]
-        [--recon-batch 1] [--teacher-batch B] [--distill-batch 1] [--train-scenes 16] [--retrain]
+    python tools/prepare_models.py [--recon-iters 150] [--teacher-iters 600] [--distill-iters 100]
+        [--recon-batch 1] [--teacher-batch B] [--distill-batch 1] [--train-scenes 16]
+        [--threads 1] [--retrain]
 
 Each stage is the project's own config, written out with shortened schedules (every iteration
 count of the config, learning-rate schedule and hook intervals scaled to the new length):
@@ -34,7 +35,6 @@ import hashlib
 import inspect
 import json
 import os
-import os.path as osp
 import re
 import resource
 import shutil
@@ -55,6 +55,7 @@ sys.path.insert(0, str(REPO))
 
 from videoscene.backbones.tiny import save_tiny_cogvideox  # noqa: E402
 from videoscene.datasets.synthetic.generate import default_cache_dir  # noqa: E402
+from videoscene.errors import InputError  # noqa: E402
 
 CONFIGS = dict(reconstructor='configs/mvsplat/mvsplat_synthetic_cpu.py',
                teacher='configs/teacher/tiny_cogvideox_synthetic.py',
@@ -68,13 +69,14 @@ _ECHO = re.compile(r'Generating \d+ synthetic scenes|[Rr]esum(ed|ing) from')
 class Settings:
     """What the chain is trained with (the defaults are the demo's, sized for 2 CPU cores)."""
 
-    recon_iters: int = 40
-    teacher_iters: int = 150
-    distill_iters: int = 30
+    recon_iters: int = 150
+    teacher_iters: int = 600
+    distill_iters: int = 100
     recon_batch: int | None = 1
     teacher_batch: int | None = None
     distill_batch: int | None = 1
     train_scenes: int = 16
+    threads: int = 1
     retrain: bool = False
     cache_dir: Path = field(default_factory=default_cache_dir)
 
@@ -116,6 +118,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             help=f'{stage} batch size (default: {default or "from the config"})')
     parser.add_argument('--train-scenes', type=int, default=defaults.train_scenes,
                         help='synthetic training scenes')
+    parser.add_argument('--threads', type=int, default=defaults.threads,
+                        help='torch CPU threads of every stage (OMP_NUM_THREADS; 0: torch\'s '
+                        'default). 1 was the fastest on a shared 2-core machine, where extra '
+                        'threads stall waiting on each other')
     parser.add_argument('--retrain', action='store_true',
                         help='train every stage again, ignoring the cache')
 
@@ -125,9 +131,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
              'distill_batch', 'train_scenes')
     for name in names:
         if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise SystemExit(f'--{name.replace("_", "-")} must be at least 1, got '
-                             f'{getattr(args, name)}')
-    return Settings(**{name: getattr(args, name) for name in names}, retrain=args.retrain)
+            raise InputError(f'--{name.replace("_", "-")}',
+                             f'must be at least 1, got {getattr(args, name)}')
+    if args.threads < 0:
+        raise InputError('--threads', f"must be 0 (torch's default) or more, got {args.threads}")
+    return Settings(**{name: getattr(args, name) for name in names}, threads=args.threads,
+                    retrain=args.retrain)
 
 
 # ------------------------------------------------------------------------------ configs
@@ -197,13 +206,17 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM)    # PR_SET_PDEATHSIG
 
 
-def run_logged(command: list[str], log: Path, progress: tqdm | None = None) -> None:
-    """Run ``command`` (a Python tool) with its output appended to ``log``; MMEngine's
-    ``Iter(train) [k/N]`` lines move ``progress``; data generation, resume and error lines are
-    echoed.  A failure raises ``SystemExit`` naming the log, after its last lines."""
+def run_logged(command: list[str], log: Path, threads: int,
+               progress: tqdm | None = None) -> None:
+    """Run ``command`` (a Python tool) with its output appended to ``log`` and ``threads`` torch
+    threads (0: torch's default); MMEngine's ``Iter(train) [k/N]`` lines move ``progress``; data
+    generation and resume lines are echoed.  A failure raises ``SystemExit`` naming the log, after
+    its last lines."""
     env = dict(os.environ, PYTHONUNBUFFERED='1')
+    if threads:
+        env['OMP_NUM_THREADS'] = str(threads)
     linux = sys.platform.startswith('linux')
-    with open(log, 'a') as file:
+    with open(log, 'a', buffering=1) as file:     # line-buffered: a killed demo loses nothing
         file.write(f'\n$ {" ".join(command)}\n')
         file.flush()
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -265,7 +278,8 @@ def train_stage(name: str, cfg: Config, settings: Settings,
         with tqdm(total=iters, initial=resumed, desc=f'    {name}', unit='it',
                   dynamic_ncols=True) as bar:
             run_logged([sys.executable, str(REPO / 'tools/train.py'), str(folder / 'config.py'),
-                        '--work-dir', str(work), '--resume'], folder / 'train.log', bar)
+                        '--work-dir', str(work), '--resume'], folder / 'train.log',
+                       settings.threads, bar)
         if after is not None:
             after(folder, work / f'iter_{iters}.pth')
         record = StageRecord(name, str(folder), iters, False, time.perf_counter() - start,
@@ -314,7 +328,7 @@ def prepare(settings: Settings) -> Prepared:
     def export(folder: Path, checkpoint: Path) -> None:
         run_logged([sys.executable, str(REPO / 'tools/export_teacher.py'),
                     str(folder / 'config.py'), str(checkpoint), '--out', str(folder / 'model')],
-                   folder / 'train.log')
+                   folder / 'train.log', settings.threads)
 
     folder, record = train_stage('teacher', cfg, settings, after=export)
     teacher = folder / 'model'
