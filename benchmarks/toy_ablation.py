@@ -10,7 +10,9 @@ Every stage is the project's own config with overrides, run by the project's Run
    an interpolation of them and only the render carries the trajectory; 9-frame clips (context
    pair + 7 targets) drawn once into in-memory pools (``benchmarks/clip_pool.py``): train,
    validation (to choose the fixed leap t) and held-out test scenes;
-2. stage 1 (``configs/mvsplat/mvsplat_synthetic_cpu.py``): a slim MVSplat, few iterations;
+2. stage 1 (``configs/mvsplat/mvsplat_synthetic_cpu.py``): a slim MVSplat, few iterations
+   (``--reconstructor depth``: the ground-truth-depth oracle ``DepthUnprojection`` instead, not
+   learned, whose render keeps the scene's structure);
 3. stage 2 (``configs/teacher/tiny_cogvideox_synthetic.py``): a 4-layer CogVideoX transformer on
    pixel-unshuffle latents (``tools/make_tiny_backbone.py --vae pixel-unshuffle``), exported as a
    model folder;
@@ -91,13 +93,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add('--speed-variation', type=float, default=0.9, help='relative speed amplitude, [0, 1)')
     add('--min-gap', type=int, default=24, help='fewest scene frames between the context pair')
     add('--max-gap', type=int, default=40, help='most scene frames between the context pair')
+    add('--reconstructor', choices=['mvsplat', 'depth'], default='mvsplat',
+        help="the frozen 3D prior: stage 1's MVSplat, or 'depth', the ground-truth-depth oracle "
+        '(DepthUnprojection, no training): an informative render')
     add('--recon-iters', type=int, default=300, help='stage-1 iterations')
     add('--recon-batch', type=int, default=4)
-    add('--teacher-iters', type=int, default=8000, help='stage-2 iterations')
+    add('--teacher-iters', type=int, default=6000, help='stage-2 iterations')
     add('--teacher-layers', type=int, default=4)
     add('--teacher-heads', type=int, default=4)
     add('--teacher-head-dim', type=int, default=48)
-    add('--distill-iters', type=int, default=600, help='stage-3 iterations per run')
+    add('--distill-iters', type=int, default=400, help='stage-3 iterations per run')
     add('--policy-iters', type=float, default=0.75,
         help='DDPNet trains for this share of the distillation iterations, then freezes')
     add('--batch', type=int, default=8, help='teacher and distillation batch size')
@@ -233,16 +238,21 @@ def train_teacher(args, pools: Path, folder: Path) -> None:
     runner.model.backbone.save_pretrained(folder / 'model')
 
 
-def distillation_cfg(args, run: str, teacher: Path, reconstructor: Path) -> Config:
-    """The run's config: the project's file with the toy's sources and schedule."""
+def distillation_cfg(args, run: str, teacher: Path, reconstructor: Path | None) -> Config:
+    """The run's config: the project's file with the toy's sources and schedule
+    (``reconstructor``: the stage-1 run, None for the ground-truth-depth oracle)."""
     model = teacher / 'model'
     iters = args.distill_iters
     overrides = schedule(iters, args.log_every)
+    sources = (dict(reconstructor=dict(_delete_=True, type='DepthUnprojection'),
+                    reconstructor_checkpoint=None)
+               if reconstructor is None else
+               dict(reconstructor=SLIM_MVSPLAT,
+                    reconstructor_checkpoint=str(checkpoint_of(reconstructor))))
     overrides.update(
         model=dict(backbone=dict(pretrained=str(model),
                                  prompt_embedding=str(model / 'prompt_embeds.safetensors')),
-                   reconstructor=SLIM_MVSPLAT,
-                   reconstructor_checkpoint=str(checkpoint_of(reconstructor))),
+                   **sources),
         train_dataloader=dict(batch_size=args.batch))
     cfg = project_config(run, overrides)
     hooks = [hook for hook in cfg.custom_hooks if hook.type != 'DistillationVisualizationHook']
@@ -261,7 +271,8 @@ def checkpoint_of(folder: Path) -> Path:
     return Path(last.read_text().strip())
 
 
-def make_renders(args, pools: Path, teacher: Path, reconstructor: Path, folder: Path) -> None:
+def make_renders(args, pools: Path, teacher: Path, reconstructor: Path | None,
+                 folder: Path) -> None:
     """The pools again, with the frozen reconstruction's renders (the distillation model's own
     step 1); ``render_seconds.json``: reconstruct + render seconds per clip of each split."""
     model = MODELS.build(distillation_cfg(args, 'full', teacher, reconstructor).model).eval()
@@ -276,7 +287,7 @@ def make_renders(args, pools: Path, teacher: Path, reconstructor: Path, folder: 
     (folder / 'render_seconds.json').write_text(json.dumps(seconds))
 
 
-def load_student(args, run: str, teacher: Path, reconstructor: Path, folder: Path):
+def load_student(args, run: str, teacher: Path, reconstructor: Path | None, folder: Path):
     """The distillation model of ``run`` with its trained student, EMA target and policy."""
     model = MODELS.build(distillation_cfg(args, run, teacher, reconstructor).model)
     load_training_checkpoint(model, checkpoint_of(folder), '')
@@ -481,8 +492,15 @@ def leap_diagnostics(result: dict) -> dict:
 def markdown(args, result: dict, stages: dict, diagnostics: dict, bins: list[dict],
              load: str) -> str:
     rows = result['rows']
+    prior = (f'MVSplat (slim, stage 1: {args.recon_iters} iterations)'
+             if args.reconstructor == 'mvsplat' else
+             'ground-truth-depth oracle (DepthUnprojection, not learned)')
     lines = [f'# Toy ablation (paper Tab. 3) — {result["clips"]} held-out clips, '
              f'{FRAMES} frames of {args.size}x{args.size}', '',
+             f'3D prior: {prior}. Teacher: {args.teacher_iters} iterations of a '
+             f'{args.teacher_layers}-layer CogVideoX ({args.teacher_heads} x '
+             f'{args.teacher_head_dim}) on pixel-unshuffle latents. Distillation: '
+             f'{args.distill_iters} iterations per run, batch {args.batch}.', '',
              'Metrics over the 7 frames between the context pair. Sharpness: mean gradient '
              'magnitude over the true frames\' (1 = as sharp as the truth). Fidelity: PSNR of the '
              'one-step student against the teacher\'s multi-step output from the same start '
@@ -549,9 +567,12 @@ def ablation(args) -> dict:
         'scene_frames', 'mean_step', 'speed_variation', 'min_gap', 'max_gap', 'seed')})
     pools = cached_stage(clock, 'data: scenes and clip pools', root / f'data_{data_key}', fresh,
                          lambda out: make_pools(args, out))
-    recon_key = digest(data_key, SLIM_MVSPLAT, args.recon_iters, args.recon_batch)
-    reconstructor = cached_stage(clock, 'stage 1: MVSplat', root / f'stage1_{recon_key}', fresh,
-                                 lambda out: train_reconstructor(args, pools, out))
+    if args.reconstructor == 'mvsplat':
+        recon_key = digest(data_key, SLIM_MVSPLAT, args.recon_iters, args.recon_batch)
+        reconstructor = cached_stage(clock, 'stage 1: MVSplat', root / f'stage1_{recon_key}',
+                                     fresh, lambda out: train_reconstructor(args, pools, out))
+    else:
+        recon_key, reconstructor = digest(data_key, 'ground-truth depth'), None
     teacher_key = digest(data_key, args.teacher_iters, args.teacher_layers, args.teacher_heads,
                          args.teacher_head_dim, args.batch)
     teacher = cached_stage(clock, 'stage 2: teacher', root / f'teacher_{teacher_key}', fresh,
