@@ -24,8 +24,6 @@ from videoscene.policies import GridPolicy  # noqa: E402
 
 
 def main(config: str, out: str) -> None:
-    dist.init_process_group('gloo')   # MMEngine's launcher path assumes CUDA; on CPU we start gloo
-    rank = dist.get_rank()
     record = {'batches': [], 'noise': [], 't': []}
     losses, select, randn_like = LeapFlowDistillation.losses, GridPolicy.select, torch.randn_like
 
@@ -51,7 +49,8 @@ def main(config: str, out: str) -> None:
     cfg = Config.fromfile(config)
     cfg.work_dir = os.path.join(out, 'work_dir')
     cfg.launcher = 'pytorch'
-    runner = VideoSceneRunner.from_cfg(cfg)
+    runner = VideoSceneRunner.from_cfg(cfg)     # starts the gloo process group on the CPU
+    rank = dist.get_rank()
     model = runner.model.module
     initial = {k: v.clone() for k, v in get_state_dict(model).items()}   # DDP prefixes dropped
     runner.train()

@@ -35,8 +35,6 @@ model = dict(backbone=dict(pretrained={str(teacher)!r},
                            prompt_embedding={str(teacher / 'prompt_embeds.safetensors')!r}),
              reconstructor=dict(_delete_=True, type='DepthUnprojection'),
              reconstructor_checkpoint=None, policy=dict(channels=(8, 8, 8, 8), groups=4))
-model_wrapper_cfg = dict(device_ids=None)      # CPU modules: no device ids
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
 train_dataloader = dict(batch_size=2, dataset=dict(num_scenes=4))
 param_scheduler = None
 train_cfg = dict(max_iters={ITERS})

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os.path as osp
 
-from mmengine.dist import master_only
+import torch
+import torch.distributed as torch_dist
+from mmengine.dist import is_distributed, master_only
 from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.runner import Runner
 
@@ -28,8 +30,26 @@ class VideoSceneRunner(Runner):
       names a complete file, else the newest complete ``iter_N.pth``; it refuses to restart from
       iteration 0 over unreadable checkpoints unless the config sets ``restart_if_unreadable=True``;
     * resuming and :meth:`load_weights` unpickle the named local file fully (see
-      :mod:`videoscene.engine.checkpoint`); ``load_from`` keeps torch's ``weights_only`` loader.
+      :mod:`videoscene.engine.checkpoint`); ``load_from`` keeps torch's ``weights_only`` loader;
+    * a distributed launch on a machine without CUDA runs on gloo: MMEngine's ``pytorch``
+      launcher calls ``torch.cuda.set_device`` and gives DDP a device id, so on the CPU the
+      process group is started here and the model wrappers get no device ids.
     """
+
+    def setup_env(self, env_cfg: dict) -> None:
+        if self.distributed and not is_distributed() and not torch.cuda.is_available():
+            if self.launcher != 'pytorch':
+                raise RuntimeError(f"launcher '{self.launcher}' without CUDA: only 'pytorch' "
+                                   '(torchrun) starts a CPU (gloo) process group')
+            torch_dist.init_process_group('gloo')
+        super().setup_env(env_cfg)
+
+    def wrap_model(self, model_wrapper_cfg: dict | None, model):
+        if self.distributed and not torch.cuda.is_available():
+            model_wrapper_cfg = dict(model_wrapper_cfg or dict(type='MMDistributedDataParallel',
+                                                               broadcast_buffers=False),
+                                     device_ids=None)
+        return super().wrap_model(model_wrapper_cfg, model)
 
     @master_only
     def save_checkpoint(self, out_dir: str, filename: str, file_client_args: dict | None = None,
