@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(PY) tools/demo.py --out $(OUT) $(DEMO_ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n 2
 
 registry: $(STAMP)
 	$(PY) -m videoscene.registry
