@@ -1,7 +1,7 @@
 """Held-out v-prediction loss of a stage-2 teacher, against reference predictors.
 
     python benchmarks/bench_teacher.py configs/teacher/tiny_cogvideox_synthetic.py \
-        --checkpoint work_dirs/tiny_cogvideox_synthetic/iter_300.pth [--batches 8]
+        --checkpoint work_dirs/teacher_tiny_cogvideox_synthetic/iter_300.pth [--batches 8]
 
 Builds the config's model and dataset (with ``stage='test'``: scenes never trained on), then, with
 fixed noise and timesteps, prints the mean v-MSE per timestep range of

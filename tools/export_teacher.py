@@ -1,6 +1,6 @@
 """Export a trained stage-2 teacher as a model folder the next stage loads with ``from_pretrained``.
 
-    python tools/export_teacher.py configs/teacher/cogvideox_re10k.py work_dirs/cogvideox_re10k/iter_10000.pth \
+    python tools/export_teacher.py configs/teacher/cogvideox_re10k.py work_dirs/teacher_cogvideox_re10k/iter_10000.pth \
         --out checkpoints/cogvideox_interpolation
 
 Builds the config's ``InterpolationTeacher``, loads the MMEngine checkpoint strictly and writes the

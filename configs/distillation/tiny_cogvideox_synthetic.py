@@ -5,7 +5,7 @@
 #   python tools/make_tiny_backbone.py --arch cogvideox --out work_dirs/tiny_cogvideox
 #   python tools/train.py configs/teacher/tiny_cogvideox_synthetic.py                    # stage 2
 #   python tools/export_teacher.py configs/teacher/tiny_cogvideox_synthetic.py \
-#       work_dirs/tiny_cogvideox_synthetic/iter_300.pth --out work_dirs/tiny_cogvideox_teacher
+#       work_dirs/teacher_tiny_cogvideox_synthetic/iter_300.pth --out work_dirs/tiny_cogvideox_teacher
 # then: python tools/train.py configs/distillation/tiny_cogvideox_synthetic.py
 _base_ = ['../_base_/default_runtime.py']
 

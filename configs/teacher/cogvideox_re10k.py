@@ -8,6 +8,10 @@
 # Multi-GPU: python -m torch.distributed.run --nproc_per_node 8 tools/train.py THIS --launcher pytorch
 _base_ = ['../_base_/default_runtime.py']
 
+# named apart from the distillation config of the same name (configs/distillation/), whose
+# checkpoints would otherwise share one work dir with these
+work_dir = 'work_dirs/teacher_cogvideox_re10k'
+
 pretrained = 'checkpoints/CogVideoX-5b-I2V'
 model = dict(
     type='InterpolationTeacher',

@@ -5,6 +5,10 @@
 # then: python tools/train.py configs/teacher/tiny_cogvideox_synthetic.py
 _base_ = ['../_base_/default_runtime.py']
 
+# named apart from the distillation config of the same name (configs/distillation/), whose
+# checkpoints would otherwise share one work dir with these
+work_dir = 'work_dirs/teacher_tiny_cogvideox_synthetic'
+
 tiny_model = 'work_dirs/tiny_cogvideox'
 model = dict(
     type='InterpolationTeacher',
