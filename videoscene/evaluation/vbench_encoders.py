@@ -175,7 +175,7 @@ class ClipImageEncoder(nn.Module):
             with warnings.catch_warnings():  # open_clip reads OpenAI's TorchScript archives
                 warnings.filterwarnings('ignore', message='`torch.jit.load` is deprecated')
                 model = open_clip.load_openai_model(path, precision='fp32', device='cpu')
-        except (RuntimeError, KeyError, ValueError, TypeError) as error:
+        except Exception as error:  # torch.load / open_clip raise many types for a wrong file
             raise CheckpointError(path, 'is not an OpenAI CLIP file (TorchScript archive or state '
                                   'dict with keys visual.conv1.weight, visual.proj, '
                                   f'text_projection, ...): {error}') from error
