@@ -1,5 +1,6 @@
-"""Metrics (``METRICS``): novel-view PSNR and LPIPS; FVD, consistency and matching planned."""
+"""Metrics (``METRICS``): novel-view PSNR and LPIPS, FVD; consistency and matching planned."""
+from .fvd import FVD, frechet_distance
 from .image_metrics import NovelViewPSNR, psnr, ssim
 from .lpips import LPIPS, NovelViewLPIPS
 
-__all__ = ['LPIPS', 'NovelViewLPIPS', 'NovelViewPSNR', 'psnr', 'ssim']
+__all__ = ['FVD', 'LPIPS', 'NovelViewLPIPS', 'NovelViewPSNR', 'frechet_distance', 'psnr', 'ssim']
