@@ -318,9 +318,14 @@ def test_loader_refuses_missing_or_mismatched_files(seeded, tmp_path):
     torch.save(charades, path)
     with pytest.raises(CheckpointError, match=r'logits.conv3d.weight: expected \[400'):
         load_i3d(path, channel_divisor=DIVISOR)
-    # Files from before PyTorch 0.4 lack num_batches_tracked; they load.
-    torch.save({k: v for k, v in sd.items() if 'num_batches' not in k}, path)
-    assert load_i3d(path, channel_divisor=DIVISOR).kind == 'state_dict'
+    # pytorch-i3d's files predate PyTorch 0.4 (no num_batches_tracked) and the zip format: they
+    # load, with the same weights.
+    torch.save({k: v for k, v in sd.items() if 'num_batches' not in k}, path,
+               _use_new_zipfile_serialization=False)
+    loaded = load_i3d(path, channel_divisor=DIVISOR)
+    assert loaded.kind == 'state_dict'
+    torch.testing.assert_close(loaded.network.Mixed_5c.b2b.bn.running_var,
+                               sd['Mixed_5c.b2b.bn.running_var'], rtol=0, atol=0)
 
 
 def test_torchscript_with_another_output_is_refused(tmp_path):

@@ -3,14 +3,20 @@
 Reference: StyleGAN-V ``src/metrics/frechet_video_distance.py`` + ``metric_utils.py`` (itself
 checked against the TensorFlow original of google-research ``frechet_video_distance``). Each video
 ``[F, 3, H, W]`` in [0, 1] is cut to its first ``num_frames`` frames, quantised to 8 bits as
-StyleGAN-V does for generated videos (``floor(x * 255 + 0.5)``), and embedded by the Kinetics-400 I3D
-(:mod:`videoscene.evaluation.i3d`): frames to [-1, 1], bilinearly resized to 224x224, logits before
-the softmax averaged over time -> 400 features. Both sets are fitted by a Gaussian (mean and
+StyleGAN-V does for generated videos (``floor(x * 255 + 0.5)``), and embedded by the Kinetics-400
+I3D (:mod:`videoscene.evaluation.i3d`): frames to [-1, 1], bilinearly resized to 224x224, logits
+before the softmax averaged over time -> 400 features. Both sets are fitted by a Gaussian (mean and
 covariance with ``1/N``, as StyleGAN-V's ``FeatureStats``) and compared with
 ``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``.
+
+Resizing is the one step not pinned down to the bit: the state-dict path uses PyTorch's bilinear
+interpolation (``align_corners=False``); a TorchScript file resizes itself (``resize=True``, a
+bilinear resize to 224x224; its corner convention was not inspected here); the TensorFlow original
+used TF1 ``resize_bilinear``. Videos already 224x224 are unaffected; others may differ slightly.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 
@@ -124,7 +130,7 @@ class FVD(BaseMetric):
         print_log(f'FVD: {self.extractor.kind} I3D from {i3d_checkpoint}', logger='current')
 
     def _clip(self, video: Tensor, name: str) -> Tensor:
-        """Validate ``[F, 3, H, W]`` in [0, 1] -> ``[3, num_frames, H, W]`` 8-bit levels (0..255)."""
+        """Validate ``[F, 3, H, W]`` in [0, 1] -> ``[3, num_frames, H, W]`` 8-bit levels 0..255."""
         if not isinstance(video, Tensor) or video.dim() != 4 or video.shape[1] != 3:
             shape = tuple(video.shape) if isinstance(video, Tensor) else type(video).__name__
             raise InputError(name, f'FVD expects a video [F, 3, H, W] in [0, 1], got {shape}')
@@ -169,6 +175,6 @@ class FVD(BaseMetric):
         note = (f'FVD is biased at small N: {n} videos per set; compare only scores with the same '
                 f'N and variant (StyleGAN-V reports N={REFERENCE_NUM_SAMPLES})')
         if n < REFERENCE_NUM_SAMPLES:
-            print_log(note, logger='current', level=30)
+            print_log(note, logger='current', level=logging.WARNING)
         return dict(fvd=frechet_distance(*stats['gt'], *stats['pred']), fvd_num_samples=n,
                     fvd_variant=self.variant, fvd_note=note)

@@ -84,7 +84,7 @@ class _MaxPool(nn.Module):
 
 
 class _Unit3D(nn.Module):
-    """Conv3d ('SAME', no bias) + BatchNorm (eps 0.001) + ReLU; the logits unit: biased conv only."""
+    """Conv3d ('SAME', no bias) + BatchNorm (eps 0.001) + ReLU; the logits unit: a biased conv."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: int = 1,
                  logits: bool = False) -> None:
@@ -165,7 +165,7 @@ def preprocess(videos: Tensor) -> Tensor:
 
 
 class I3DFeatures(nn.Module):
-    """The FVD feature extractor from a weight file; ``kind`` is ``'torchscript'`` or ``'state_dict'``.
+    """The FVD feature extractor of a weight file; ``kind``: ``'torchscript'`` or ``'state_dict'``.
 
     ``forward(videos)``: ``[B, 3, T, H, W]`` holding values in [0, 255] -> ``[B, 400]`` logits
     averaged over time, computed as StyleGAN-V's FVD computes them.
@@ -187,6 +187,8 @@ class I3DFeatures(nn.Module):
             return self.network(preprocess(videos))
         try:
             features = self.network(videos, rescale=True, resize=True, return_features=True)
+        except torch.cuda.OutOfMemoryError:
+            raise
         except RuntimeError as error:
             raise CheckpointError(self.path, 'TorchScript module failed when called as '
                                   "StyleGAN-V's detector(videos, rescale=True, resize=True, "
@@ -246,7 +248,7 @@ def load_i3d(path: str | os.PathLike | None, device: str | torch.device = 'cpu',
     if _is_torchscript(path):
         try:
             network = torch.jit.load(path, map_location=device)
-        except RuntimeError as error:
+        except (RuntimeError, ValueError) as error:
             raise CheckpointError(path, f'unreadable TorchScript archive: {error}') from error
         return I3DFeatures(network.eval(), 'torchscript', path)
     network = I3D(channel_divisor=channel_divisor)
