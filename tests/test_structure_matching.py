@@ -70,6 +70,9 @@ def test_a_translated_texture_keeps_every_match():
 def test_grey_video_gives_zero_matches():
     result = score(torch.full((5, 3, 64, 64), 0.5))
     assert result == dict(inliers=0.0, matches=0.0, inlier_ratio=0.0)
+    one_blob = torch.full((3, 3, 64, 64), 0.5)
+    one_blob[1, :, 20:30, 20:30] = 1.0                   # a few keypoints in one frame only
+    assert [p.matches for p in match_video(one_blob)] == [0, 0]
 
 
 def test_seeded_and_repeatable(rigid):

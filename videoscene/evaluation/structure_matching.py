@@ -113,20 +113,18 @@ def match_video(video: Tensor, schedule: str = 'consecutive', k: int = 1, ratio:
         raise InputError('ratio', f'must be in (0, 1], got {ratio}')
     pairs = frame_pairs(video.shape[0], schedule, k)
     sift = cv2.SIFT_create(max_features, contrastThreshold=contrast_threshold)
-    features = {}
-    for index, grey in enumerate(_grey_frames(video)):
-        if any(index in pair for pair in pairs):
-            keypoints, descriptors = sift.detectAndCompute(grey, None)
-            points = np.float32([kp.pt for kp in keypoints]).reshape(-1, 2)
-            features[index] = (points, descriptors)
+    features = []   # every schedule uses every frame
+    for grey in _grey_frames(video):
+        keypoints, descriptors = sift.detectAndCompute(grey, None)
+        features.append((np.float32([kp.pt for kp in keypoints]).reshape(-1, 2), descriptors))
     matcher = cv2.BFMatcher(cv2.NORM_L2)
     results = []
     for first, second in pairs:
         (points_a, desc_a), (points_b, desc_b) = features[first], features[second]
         good = []
-        if desc_a is not None and desc_b is not None and len(desc_a) >= 1 and len(desc_b) >= 2:
-            good = [m for m, n in matcher.knnMatch(desc_a, desc_b, k=2)
-                    if m.distance < ratio * n.distance]
+        if desc_a is not None and desc_b is not None:
+            good = [pair[0] for pair in matcher.knnMatch(desc_a, desc_b, k=2)
+                    if len(pair) == 2 and pair[0].distance < ratio * pair[1].distance]
         inliers = 0
         if len(good) >= MIN_MATCHES:
             a = points_a[[m.queryIdx for m in good]]
