@@ -5,8 +5,8 @@
 
 The videos are a synthetic default scene (ray-cast, rigid) as ``gt`` and the same frames with
 mild noise as ``pred``. Each metric processes one video untimed (lazy set-up), then ``--videos``
-videos timed; the figure is generated frames per second (``pred`` frames; metrics that also
-embed ``gt``, like FVD, do twice the work per frame).
+videos timed; the figure is generated frames per second (``pred`` frames of the video; FVD
+embeds only its first ``num_frames`` (16) frames, of ``pred`` and ``gt``).
 
 Weights: a metric whose weight files are given (``--weights NovelViewLPIPS.vgg_checkpoint=...``)
 runs on them. Otherwise, for timing only, its architecture is built with seeded random weights,

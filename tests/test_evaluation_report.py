@@ -20,14 +20,16 @@ from videoscene.evaluation.report import build_metrics, evaluate, write_report
 
 def test_stage1_checkpoint_report(tmp_path):
     """Stage 1 (tiny MVSplat) trained 2 iterations by tools/train.py; PSNR, SSIM, structure
-    matching and an unconfigured LPIPS, which is reported unavailable instead of failing."""
+    matching and an LPIPS whose configured weight file is absent: reported unavailable, naming
+    the file, instead of failing."""
     config = stage1_config(tmp_path, 2, schedule_iters=2)
     run_tool(TRAIN, config, '--work-dir', tmp_path / 'work')
     out = tmp_path / 'report'
     result = run_tool(TEST, config, tmp_path / 'work' / 'iter_2.pth', '--work-dir',
                       tmp_path / 'work', '--metrics', 'psnr', 'ssim', 'lpips',
                       'structure_matching', '--out', out,
-                      '--cfg-options', 'test_dataloader.dataset.num_scenes=2')
+                      '--cfg-options', 'test_dataloader.dataset.num_scenes=2',
+                      'metric_options.NovelViewLPIPS.vgg_checkpoint=/nonexistent/vgg16.pth')
     log = result.stdout + result.stderr
     cfg = Config.fromfile(str(config))
     cfg.test_dataloader.dataset.num_scenes = 2
@@ -36,16 +38,19 @@ def test_stage1_checkpoint_report(tmp_path):
     scores = report['overall']['render']
     assert 0 < scores['novel_view/ssim'] <= 1
     assert {'structure/inliers', 'structure/matches', 'structure/inlier_ratio'} <= set(scores)
-    assert 'vgg_checkpoint' in report['unavailable']['lpips']
+    assert 'VGG16 checkpoint file not found: /nonexistent/vgg16.pth' in report['unavailable']['lpips']
     assert 'Unavailable metrics (not computed): lpips' in log
     table = (out / 'metrics.md').read_text()
     assert re.search(r'^\| render \| .* \| n/a \|$', table, re.M)      # the lpips column
-    assert '- lpips: NovelViewLPIPS: ValueError: NovelViewLPIPS is unavailable' in table
+    assert '- lpips: NovelViewLPIPS: FileNotFoundError: VGG16 checkpoint file not found' in table
     assert re.search(r'evaluating: 100%.*2/2', log)                        # the progress bar
     # default report folder, and the config's test_evaluator as the default metric list
     run_tool(TEST, config, tmp_path / 'work' / 'iter_2.pth', '--work-dir', tmp_path / 'work')
     default = json.loads((tmp_path / 'work' / 'test_iter_2' / 'metrics.json').read_text())
     assert default['metrics'] == ['psnr'] and default['unavailable'] == {}
+    refused = run_tool(TEST, config, tmp_path / 'work' / 'iter_2.pth', '--steps', '2', check=False)
+    assert refused.returncode != 0
+    assert 'InputError: --steps: GaussianReconstruction has no denoising steps' in refused.stderr
 
 
 
