@@ -117,7 +117,8 @@ def test_sampling_returns_a_video(folder):
     teacher = InterpolationTeacher(backbone_config(folder)).eval()
     context, target, video = scene_batch(batch=1)
     samples = teacher(context, target, mode='predict')
-    assert len(samples) == 1 and samples[0]['video'].shape == video.shape[1:]
+    assert len(samples) == 1 and samples[0]['pred'].shape == video.shape[1:]
+    assert torch.equal(samples[0]['gt'], video[0]) and samples[0]['scene'] is None
     generated = teacher.sample(video[:, 0], video[:, -1], 9, steps=3)
     assert generated.shape == video.shape and 0 <= generated.min() and generated.max() <= 1
 

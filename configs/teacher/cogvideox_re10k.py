@@ -31,6 +31,16 @@ train_dataloader = dict(
                  # 47 targets strictly between the context pair: 49-frame videos
                  view_sampler=dict(type='bounded', num_targets=47, min_gap=48, max_gap=96)))
 
+# The VideoScene benchmark: 49 frames, every second frame from context a to a + 96.
+test_dataloader = dict(
+    batch_size=1, num_workers=4, sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='RE10KDataset', root='data/re10k', stage='test', image_shape=(480, 720),
+                 view_sampler=dict(type='video', num_frames=49,
+                                   index_path='data/re10k/evaluation_index_re10k_video.json')))
+test_evaluator = [dict(type='NovelViewPSNR')]
+test_cfg = dict(type='TestLoop')
+
 # bf16 autocast over float32 weights (AdamW state for the attention layers only). The learning
 # rate is a choice: the paper's figure is lost in our copy of its text.
 optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16',

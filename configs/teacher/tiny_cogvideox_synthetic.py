@@ -28,6 +28,17 @@ train_dataloader = dict(
                  # 7 targets strictly between the context pair: 9-frame videos
                  view_sampler=dict(type='bounded', num_targets=7, min_gap=8, max_gap=24)))
 
+# held-out scenes: N-step interpolations (model.sample_steps, from noise) against the true frames
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='SyntheticScenes', stage='test', num_scenes=4, frames=64, height=32,
+                 width=32, num_eval_targets=7))
+test_evaluator = [dict(type='NovelViewPSNR')]
+test_cfg = dict(type='TestLoop')
+
 optim_wrapper = dict(type='OptimWrapper',
                      optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=1e-4),
                      clip_grad=dict(max_norm=1.0))

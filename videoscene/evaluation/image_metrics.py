@@ -61,3 +61,18 @@ class NovelViewPSNR(BaseMetric):
         finite = values[torch.isfinite(values)]
         return dict(psnr=finite.mean().item() if finite.numel() else float('inf'),
                     psnr_exact_views=int((~torch.isfinite(values)).sum()))
+
+
+@METRICS.register_module()
+class NovelViewSSIM(BaseMetric):
+    """Mean SSIM (:func:`ssim`: scikit-image with MVSplat's settings) over every rendered target
+    view; reads the data samples of ``NovelViewPSNR`` (``pred``, ``gt`` ``[F, 3, H, W]``)."""
+
+    default_prefix = 'novel_view'
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            self.results.append(ssim(sample['pred'].float().cpu(), sample['gt'].float().cpu()))
+
+    def compute_metrics(self, results: list) -> dict:
+        return dict(ssim=torch.cat(results).mean().item())

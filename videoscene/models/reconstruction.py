@@ -41,6 +41,9 @@ class GaussianReconstruction(BaseModel):
     ``depth [F, H, W]``; ``'tensor'`` returns the renderer's output.
     """
 
+    # tools/test.py: report row -> the predict sample key holding that video
+    evaluation_outputs = {'render': 'pred'}
+
     def __init__(self, reconstructor: dict, renderer: dict = dict(type='torch'),
                  lpips: dict | None = None, data_preprocessor: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor)

@@ -36,6 +36,9 @@ class InterpolationTeacher(BaseModel):
         data_preprocessor: MMEngine data preprocessor config (moves the batch to the device).
     """
 
+    # tools/test.py: report row -> the predict sample key holding that video
+    evaluation_outputs = {'teacher': 'pred'}
+
     def __init__(self, backbone: dict | VideoBackbone, trainable: str = 'attention',
                  gradient_checkpointing: bool = False, augment_conditions: bool = True,
                  timestep_range: tuple[int, int] | None = None, sample_steps: int = 50,
@@ -56,13 +59,15 @@ class InterpolationTeacher(BaseModel):
 
     def forward(self, context: dict[str, Tensor], target: dict[str, Tensor], scene=None,
                 mode: str = 'loss') -> dict[str, Tensor] | list[dict]:
-        """``mode='loss'``: ``{'loss': v-MSE}``; ``'predict'``: :meth:`sample` videos
-        (``sample_steps`` from noise), one dict per sample; ``'tensor'``: ``(output, training
-        target)`` latents ``[B, f, C, h, w]``."""
+        """``mode='loss'``: ``{'loss': v-MSE}``; ``'predict'``: one dict per sample with the
+        :meth:`sample` video ``pred`` (``sample_steps`` from noise), the true frames ``gt``
+        (``[F, 3, H, W]``, context and targets in frame order) and ``scene``; ``'tensor'``:
+        ``(output, training target)`` latents ``[B, f, C, h, w]``."""
         video = scene_views(context, target)['image']
         if mode == 'predict':
             generated = self.sample(video[:, 0], video[:, -1], video.shape[1])
-            return [{'video': g, 'target_video': v} for g, v in zip(generated, video)]
+            names = scene if scene is not None else [None] * len(video)
+            return [dict(pred=g, gt=v, scene=n) for g, v, n in zip(generated, video, names)]
         if mode not in ('loss', 'tensor'):
             raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got '{mode}'")
         output, wanted = self.denoising_pair(video)
