@@ -85,8 +85,12 @@ def _plot(spec: Spec, results: list[dict], path: str) -> None:
                                 squeeze=False)
     for axis, (column, key) in zip(axes[0], columns.items()):
         values = [result['metrics'].get(key) for result in results]
-        heights = [v if isinstance(v, (int, float)) and math.isfinite(v) else 0.0 for v in values]
-        axis.bar(range(len(names)), heights, color='tab:blue')
+        shown = [isinstance(v, (int, float)) and math.isfinite(v) for v in values]
+        axis.bar(range(len(names)), [v if ok else 0.0 for v, ok in zip(values, shown)],
+                 color=['tab:blue' if ok else 'none' for ok in shown])
+        for index, ok in enumerate(shown):
+            if not ok:    # missing or infinite: no bar, a note instead
+                axis.annotate(str(values[index]), (index, 0), ha='center', va='bottom')
         axis.set_xticks(range(len(names)), names, rotation=30, ha='right', fontsize=8)
         axis.set_title(column)
     if not columns:

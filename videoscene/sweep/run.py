@@ -164,7 +164,9 @@ def _select(spec: Spec, cell: Cell, metrics: dict, source: str) -> dict:
 def _run_cell(spec: Spec, cell: Cell, plan: _Plan, execute: Execute) -> dict:
     start = time.perf_counter()
     name = ' / '.join(cell.labels.values())
-    if plan.train is not None:
+    json_path = test_metrics_path(spec, cell)
+    tested = plan.test is not None and osp.isfile(json_path)    # e.g. by a cluster job
+    if plan.train is not None and not tested:
         if checkpoint_problem(plan.checkpoint) is not None:
             _run(execute, plan.train, plan.train_log, f'train {name}')
             problem = checkpoint_problem(plan.checkpoint)
@@ -176,8 +178,7 @@ def _run_cell(spec: Spec, cell: Cell, plan: _Plan, execute: Execute) -> dict:
             print(f'  train {name}: done before ({plan.checkpoint})', flush=True)
     metrics = {}
     if plan.test is not None:
-        json_path = test_metrics_path(spec, cell)
-        if not osp.isfile(json_path):
+        if not tested:
             _run(execute, plan.test, osp.join(plan.folder, 'test.log'), f'test {name}')
             if not osp.isfile(json_path):
                 raise SweepError(f'test {name}: tools/test.py wrote no {json_path}')
