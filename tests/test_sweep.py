@@ -70,6 +70,12 @@ BAD_SPECS = {
     'type-only swap keeps old arguments': (
         "axes = dict(policy=[{'model.policy.type': 'fixed'}])",
         ["fixed takes no argument 'max_timestep'", 'swap the whole entry']),
+    'unknown runner-level key': (
+        "axes = dict(a=[{'auto_scale_lrr': 3}])",
+        ["unknown config key 'auto_scale_lrr': not in the base config nor an argument of Runner"]),
+    'unknown data loader key': (
+        "axes = dict(a=[{'train_dataloader.pin_memry': True}])",
+        ["'train_dataloader.pin_memry'", 'nor an argument of DataLoader']),
     'duplicate labels': (
         "axes = dict(policy=[{'label': 'a', 'model.policy.t': 1}, {'label': 'a', 'model.loss': 'l2'}])",
         ["has the label 'a' twice"]),
@@ -110,6 +116,7 @@ def test_grid_hashes_and_test_axes(tmp_path, nothing_runs):
     cell hash does not; a type swap replaces the entry and an argument the class takes is a
     known key although the base config does not set it."""
     spec = load_spec(str(write_spec(tmp_path, f"""
+options = {{'train_dataloader.pin_memory': False}}
 axes = dict(policy={POLICIES}, leap=[{{'label': 'on', 'model.leap_flow': True}},
                                       {{'label': 'off', 'model.leap_flow': False}}])
 test_axes = dict(renderer=[{{'label': 'torch', 'model.renderer.views_per_chunk': 9}},
@@ -226,20 +233,10 @@ def test_interrupted_policy_sweep_resumes_to_the_same_table(policy_spec):
     assert run_sweep(stopped, execute=again) == results and again.commands == []
     csv = Path(write_report(stopped, results)['csv']).read_bytes()
     assert csv == Path(paths['csv']).read_bytes()
-
-
-def test_tool_runs_a_collected_sweep(tmp_path, policy_spec):
-    """tools/sweep.py end to end on a sweep whose cells all finished: it runs nothing and writes
-    the table."""
-    spec = policy_spec('tool')
-    for cell in spec.cells:   # finished cells (as a cluster run would leave them)
-        folder = Path(spec.out) / 'cells' / cell.cell_id
-        folder.mkdir(parents=True)
-        (folder / 'result.json').write_text(
-            '{"labels": {"policy": "%s"}, "metrics": {"novel_view/psnr": 12.5}, '
-            '"checkpoint": "x", "train_options": {}, "test_options": {}}' % cell.labels['policy'])
-    result = subprocess.run([sys.executable, 'tools/sweep.py', spec.path], cwd=REPO,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert '| random | 12.5000 |' in result.stdout
-    assert (Path(spec.out) / 'results.csv').read_text().splitlines()[1] == 'DDPNet,12.5'
+    # the command line on the finished sweep: nothing runs again, the same table comes out
+    (Path(stopped.out) / 'results.csv').unlink()
+    tool = subprocess.run([sys.executable, 'tools/sweep.py', stopped.path], cwd=REPO,
+                          capture_output=True, text=True)
+    assert tool.returncode == 0, tool.stderr[-2000:]
+    assert tool.stdout.count('finished before') == 3
+    assert (Path(stopped.out) / 'results.csv').read_bytes() == csv

@@ -186,8 +186,9 @@ def _run_cell(spec: Spec, cell: Cell, plan: _Plan, execute: Execute) -> dict:
     result = dict(labels=cell.labels, train_options=cell.train_options,
                   test_options=cell.test_options, checkpoint=plan.checkpoint, metrics=metrics,
                   seconds=round(time.perf_counter() - start, 1))
-    _write_atomic(osp.join(plan.folder, RESULT), json.dumps(_plain(result), indent=2))
-    return result
+    text = json.dumps(_plain(result), indent=2)
+    _write_atomic(osp.join(plan.folder, RESULT), text)
+    return json.loads(text)   # as a rerun reads it back
 
 
 def run_sweep(spec: Spec, launcher: str = 'none', execute: Execute | None = None,

@@ -209,6 +209,22 @@ def _check_nested(value, path: list[str], where: str) -> None:
             _check_nested(item, [*path, str(index)], where)
 
 
+def _implicit_classes() -> dict:
+    """What the Runner builds from untyped entries: itself (top-level keys) and DataLoaders."""
+    from mmengine.runner import Runner
+    from torch.utils.data import DataLoader
+    return {'': Runner, 'train_dataloader': DataLoader, 'val_dataloader': DataLoader,
+            'test_dataloader': DataLoader}
+
+
+def _entry_class(node, path: list[str], where: str):
+    """(class, name) the entry at ``path`` builds, or (None, None) when unknown."""
+    if isinstance(node, dict) and isinstance(node.get('type'), str):
+        return _resolve_type(node['type'], path, where), node['type']
+    target = _implicit_classes().get('.'.join(path))
+    return (target, target.__name__) if target is not None else (None, None)
+
+
 def _check_options(options: dict, base: dict, merged: dict, where: str) -> None:
     """Every override names a key the base config has, or an argument of the class its entry
     builds; every ``type`` it sets or brings is registered and takes the entry's keys."""
@@ -217,20 +233,19 @@ def _check_options(options: dict, base: dict, merged: dict, where: str) -> None:
         if not all(path):
             raise SpecError(where, f"config key '{key}' has an empty part")
         parent = _node(merged, path[:-1])
-        if _node(base, path) is _MISSING:
-            if not isinstance(parent, dict) or not (
-                    isinstance(parent.get('type'), str)
-                    and _accepts(_resolve_type(parent['type'], path[:-1], where), path[-1])):
-                owner = f" nor an argument of {parent['type']}" if isinstance(parent, dict) and \
-                    isinstance(parent.get('type'), str) else ''
-                raise SpecError(where, f"unknown config key '{key}': not in the base config"
-                                f'{owner} (check the spelling)')
+        entry = path[:-1] if path[-1] == 'type' and len(path) > 1 else path  # '<entry>.type'
+        if _node(base, entry) is _MISSING:
+            target, name = _entry_class(_node(merged, entry[:-1]), entry[:-1], where)
+            if target is None or not _accepts(target, entry[-1]):
+                owner = f' nor an argument of {name}' if name else ''
+                raise SpecError(where, f"unknown config key '{'.'.join(entry)}': not in the base "
+                                f'config{owner} (check the spelling)')
         if path[-1] == 'type':
             if not isinstance(value, str):
                 raise SpecError(where, f"'{key}' must be a registry name, got {value!r}")
-            node = dict(parent)
-            inherited = set(_node(base, path[:-1]) or {}) - {'type'}
-            _check_type_swap(node, path[:-1], inherited, where)
+            before = _node(base, path[:-1])
+            inherited = set(before) - {'type'} if isinstance(before, dict) else set()
+            _check_type_swap(dict(parent), path[:-1], inherited, where)
         else:
             _check_nested(value, path, where)
 
