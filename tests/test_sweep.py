@@ -3,9 +3,12 @@ sweep (DDPNet / fixed / random) of the tiny distillation config that, interrupte
 cell's training, resumes to the same table as an uninterrupted sweep."""
 from __future__ import annotations
 
+import functools
+import importlib.util
 import shlex
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -161,25 +164,64 @@ def test_cluster_launchers_print_one_command_per_cell(tmp_path, capsys, nothing_
     assert all('-m torch.distributed.run --nproc_per_node=4 tools/train.py' in c for c in torchrun)
 
 
+def test_cluster_commands_of_shared_trainings_and_evaluation_only_sweeps(tmp_path, nothing_runs):
+    """Cells differing in test_axes only share one training: one line trains, then tests each;
+    with train=False every cell evaluates the given checkpoint, its axes at test time."""
+    renderer = """[{'label': 'a', 'model.renderer.views_per_chunk': 9},
+                 {'label': 'b', 'model.renderer.views_per_chunk': 3}]"""
+    spec = load_spec(str(write_spec(tmp_path, f'axes = dict(policy={POLICIES})\n'
+                                    f'test_axes = dict(chunk={renderer})')))
+    lines = run_sweep(spec, launcher='pytorch')
+    assert len(spec.cells) == 6 and len(lines) == 3
+    for line in lines:
+        assert [part.split()[4] for part in line.split(' && ')] == \
+            ['tools/train.py', 'tools/test.py', 'tools/test.py']
+    weights = tmp_path / 'weights.pth'
+    weights.write_bytes(b'')
+    evaluate = load_spec(str(write_spec(tmp_path, f'axes = dict(chunk={renderer})\ntrain = False\n'
+                                        f'checkpoint = {str(weights)!r}', name='evaluate.py')))
+    lines = run_sweep(evaluate, launcher='pytorch')
+    assert len(lines) == 2 and all(' && ' not in line and 'tools/train.py' not in line
+                                   for line in lines)
+    assert all(shlex.split(line)[6] == str(weights) for line in lines)
+    assert evaluate.cells[1].test_options == {'model.renderer.views_per_chunk': 3}
+
+
 # ------------------------------------------------------------------ a real sweep, interrupted
 class Interrupt(Exception):
     pass
 
 
-class Recorder:
-    """Runs the tools as subprocesses, recording each; optionally stops the sweep inside the
-    training of ``stop_in``: that training runs to iteration 1 only (its last checkpoint), then
-    the sweep is interrupted."""
+class Tools:
+    """Runs the sweep's tool commands: ``tools/train.py`` / ``tools/test.py`` ``main(argv)`` in
+    this process (a subprocess each would spend seconds importing; the sweep's own executor
+    is :func:`_subprocess`), output appended to the command's log. ``stop_in``: the training
+    of that work dir runs as a real subprocess to iteration 1 only (its checkpoint written),
+    then the sweep is interrupted, as if killed there."""
 
     def __init__(self, stop_in: str | None = None) -> None:
         self.stop_in, self.commands = stop_in, []
 
     def __call__(self, command: list[str], log: str) -> int:
         self.commands.append(command)
-        if self.stop_in and 'tools/train.py' in command and f'/{self.stop_in}/' in command[2]:
-            _subprocess([*command, '--cfg-options', 'train_cfg.max_iters=1'], log)
+        tool, argv = command[1], command[2:]
+        if self.stop_in and tool == 'tools/train.py' and f'/{self.stop_in}/' in argv[0]:
+            status = _subprocess([*command, '--cfg-options', 'train_cfg.max_iters=1'], log)
+            assert status == 0, Path(log).read_text()[-3000:]
             raise Interrupt
-        return _subprocess(command, log)
+        name = f'{Path(argv[argv.index("--work-dir") + 1]).name}_{len(self.commands)}'
+        with open(log, 'a') as file, redirect_stdout(file), redirect_stderr(file):
+            # a new experiment name per run: MMEngine keeps one logger per name
+            _tool(tool).main([*argv, '--cfg-options', f'experiment_name={name}'])
+        return 0
+
+
+@functools.cache
+def _tool(path: str):
+    spec = importlib.util.spec_from_file_location(Path(path).stem + '_tool', REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture
@@ -197,6 +239,7 @@ train_cfg = dict(max_iters=2)
 custom_hooks = [dict(type='IterationSeedHook'), dict(type='TargetEMAHook', decay=0.95),
                 dict(type='PolicyScheduleHook', train_iters=2)]
 default_hooks = dict(logger=dict(interval=1))
+experiment_name = None   # set per run by Tools
 """)
     def make(name: str):
         folder = tmp_path / name
@@ -206,9 +249,10 @@ metrics = dict(PSNR='novel_view/psnr')""", base=base)))
     return make
 
 
-def test_interrupted_policy_sweep_resumes_to_the_same_table(policy_spec):
+def test_interrupted_policy_sweep_resumes_to_the_same_table(policy_spec, monkeypatch):
+    monkeypatch.chdir(REPO)
     straight = policy_spec('straight')
-    results = run_sweep(straight, execute=Recorder())
+    results = run_sweep(straight, execute=Tools())
     paths = write_report(straight, results)
     lines = Path(paths['csv']).read_text().splitlines()
     assert lines[0] == 'policy,PSNR' and [line.split(',')[0] for line in lines[1:]] == \
@@ -219,17 +263,17 @@ def test_interrupted_policy_sweep_resumes_to_the_same_table(policy_spec):
 
     stopped = policy_spec('stopped')
     second = stopped.cells[1].train_id
-    first_run = Recorder(stop_in=second)
+    first_run = Tools(stop_in=second)
     with pytest.raises(Interrupt):
         run_sweep(stopped, execute=first_run)
     assert (Path(stopped.out) / 'train' / second / 'iter_1.pth').is_file()
-    resumed = Recorder()
+    resumed = Tools()
     results = run_sweep(stopped, execute=resumed)
     # the finished first cell is not redone; the second resumes its training from iteration 1
     assert [c[1] for c in resumed.commands] == ['tools/train.py', 'tools/test.py'] * 2
     assert all(stopped.cells[0].train_id not in ' '.join(c) for c in resumed.commands)
     assert 'Resuming from' in (Path(stopped.out) / 'train' / second / 'train.log').read_text()
-    again = Recorder()
+    again = Tools()
     assert run_sweep(stopped, execute=again) == results and again.commands == []
     csv = Path(write_report(stopped, results)['csv']).read_bytes()
     assert csv == Path(paths['csv']).read_bytes()

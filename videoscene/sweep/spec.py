@@ -369,8 +369,10 @@ def load_spec(path: str, out: str | None = None) -> Spec:
         raise SpecError(where, 'train and evaluate are both False: the cells would do nothing')
     if not train and not checkpoint:
         raise SpecError(where, "train=False needs 'checkpoint': the file every cell evaluates")
-    if not train and not osp.isfile(checkpoint):
-        raise SpecError(where, f'checkpoint not found: {checkpoint}')
+    if not train:
+        if not osp.isfile(checkpoint):
+            raise SpecError(where, f'checkpoint not found: {checkpoint}')
+        checkpoint = osp.abspath(checkpoint)
     common = _plain(raw.get('options') or {})
     if not isinstance(common, dict):
         raise SpecError(where, "'options' must be a dict of overrides (dotted keys)")
