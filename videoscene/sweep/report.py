@@ -86,8 +86,10 @@ def _plot(spec: Spec, results: list[dict], path: str) -> None:
     for axis, (column, key) in zip(axes[0], columns.items()):
         values = [result['metrics'].get(key) for result in results]
         shown = [isinstance(v, (int, float)) and math.isfinite(v) for v in values]
-        axis.bar(range(len(names)), [v if ok else 0.0 for v, ok in zip(values, shown)],
-                 color=['tab:blue' if ok else 'none' for ok in shown])
+        bars = axis.bar(range(len(names)), [v if ok else 0.0 for v, ok in zip(values, shown)],
+                        color=['tab:blue' if ok else 'none' for ok in shown])
+        axis.bar_label(bars, labels=[f'{v:.4g}' if ok else '' for v, ok in zip(values, shown)],
+                       fontsize=8)
         for index, ok in enumerate(shown):
             if not ok:    # missing or infinite: no bar, a note instead
                 axis.annotate(str(values[index]), (index, 0), ha='center', va='bottom')
