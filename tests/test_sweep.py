@@ -79,6 +79,9 @@ BAD_SPECS = {
     'unknown data loader key': (
         "axes = dict(a=[{'train_dataloader.pin_memry': True}])",
         ["'train_dataloader.pin_memry'", 'nor an argument of DataLoader']),
+    'epoch-based training': (
+        "axes = dict(loop=[{'train_cfg': dict(type='EpochBasedTrainLoop', max_epochs=1)}])",
+        ['iteration-based train_cfg (max_iters)']),
     'duplicate labels': (
         "axes = dict(policy=[{'label': 'a', 'model.policy.t': 1}, {'label': 'a', 'model.loss': 'l2'}])",
         ["has the label 'a' twice"]),

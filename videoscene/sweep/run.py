@@ -30,7 +30,7 @@ from videoscene.engine.checkpoint import checkpoint_problem
 from videoscene.engine.config import REPO_ROOT
 from videoscene.errors import VideoSceneError
 
-from .spec import Cell, Spec, SpecError, _plain
+from .spec import Cell, Spec, _plain
 
 __all__ = ['SweepError', 'LAUNCHERS', 'run_sweep', 'read_test_metrics', 'cell_result']
 
@@ -66,13 +66,9 @@ def _write_config(spec: Spec, options: dict, folder: str) -> tuple[str, object]:
     return path, cfg
 
 
-def final_checkpoint(cfg, folder: str, where: str) -> str:
+def final_checkpoint(cfg, folder: str) -> str:
     """The checkpoint an iteration-based training ends with (MMEngine's ``save_last``)."""
-    max_iters = (cfg.get('train_cfg') or {}).get('max_iters')
-    if max_iters is None:
-        raise SpecError(where, 'training cells need an iteration-based train_cfg (max_iters): '
-                        'the sweep evaluates iter_<max_iters>.pth')
-    return osp.join(folder, f'iter_{max_iters}.pth')
+    return osp.join(folder, f'iter_{cfg.train_cfg.max_iters}.pth')
 
 
 def read_test_metrics(path: str) -> dict:
@@ -101,14 +97,13 @@ class _Plan:
 
     def __init__(self, spec: Spec, cell: Cell, launcher: str, python: str, gpus: int,
                  srun_args: str) -> None:
-        where = f"sweep spec {spec.path}, cell {' / '.join(cell.labels.values())}"
         launch = (lambda tool, args: _launch(tool, args, launcher, python, gpus, srun_args))
         self.folder = cell_dir(spec, cell)
         self.train = self.checkpoint = None
         if spec.train:
             work_dir = train_dir(spec, cell)
             config, cfg = _write_config(spec, cell.train_options, work_dir)
-            self.checkpoint = final_checkpoint(cfg, work_dir, where)
+            self.checkpoint = final_checkpoint(cfg, work_dir)
             self.train = launch('tools/train.py', [config, '--work-dir', work_dir, '--resume'])
             self.train_log = osp.join(work_dir, 'train.log')
         else:

@@ -31,7 +31,6 @@ names no registry holds (after the base config's and the spec's ``custom_imports
 from __future__ import annotations
 
 import hashlib
-import inspect
 import itertools
 import json
 import os.path as osp
@@ -42,34 +41,13 @@ from mmengine.config import Config, ConfigDict
 from mmengine.utils import import_modules_from_strings
 
 from videoscene.engine.config import REPO_ROOT
-from videoscene.errors import InputError
-from videoscene.registry import (CAMERA_PATHS, DATA_SAMPLERS, DATASETS, DOMAIN_REGISTRIES, FUNCTIONS,
-                                 HOOKS, LOOPS, METRICS, MODEL_WRAPPERS, MODELS, OPTIM_WRAPPERS,
-                                 OPTIMIZERS, PARAM_SCHEDULERS, RECONSTRUCTORS, RENDERERS,
-                                 ROOT_REGISTRIES, TIMESTEP_POLICIES, VIDEO_BACKBONES, VIEW_SAMPLERS,
-                                 VISBACKENDS, VISUALIZERS, UnknownTypeError)
+
+from .checks import SpecError, check_options, is_swap
 
 __all__ = ['SpecError', 'Cell', 'Spec', 'load_spec']
 
-# The registry a config entry's ``type`` is looked up in, by the entry's (or its list's) key.
-REGISTRY_OF_KEY = {
-    'model': MODELS, 'data_preprocessor': MODELS, 'backbone': VIDEO_BACKBONES,
-    'reconstructor': RECONSTRUCTORS, 'renderer': RENDERERS, 'policy': TIMESTEP_POLICIES,
-    'camera_path': CAMERA_PATHS, 'view_sampler': VIEW_SAMPLERS, 'dataset': DATASETS,
-    'sampler': DATA_SAMPLERS, 'collate_fn': FUNCTIONS, 'default_hooks': HOOKS,
-    'custom_hooks': HOOKS, 'val_evaluator': METRICS, 'test_evaluator': METRICS,
-    'optimizer': OPTIMIZERS, 'optim_wrapper': OPTIM_WRAPPERS, 'param_scheduler': PARAM_SCHEDULERS,
-    'train_cfg': LOOPS, 'val_cfg': LOOPS, 'test_cfg': LOOPS, 'visualizer': VISUALIZERS,
-    'vis_backends': VISBACKENDS, 'model_wrapper_cfg': MODEL_WRAPPERS,
-}
-_BUILDER_KEYS = {'type', '_scope_', '_delete_'}  # read by the builder, not the class
-_CONTAINERS = ('default_hooks', 'optim_wrapper')   # entries named freely, all of one registry
 SPEC_KEYS = {'base', 'options', 'axes', 'test_axes', 'train', 'checkpoint', 'evaluate', 'metrics',
              'out', 'custom_imports'}
-
-
-class SpecError(InputError):
-    """A sweep spec that cannot run; the message names the spec file and the problem."""
 
 
 @dataclass
@@ -124,142 +102,8 @@ def _plain(value):
 
 def _with_swaps(options: dict) -> dict:
     """Overrides for ``Config.merge_from_dict``: a dict value with a ``type`` replaces its entry."""
-    return {key: (dict(value, _delete_=True) if _is_swap(value) else value)
+    return {key: (dict(value, _delete_=True) if is_swap(value) else value)
             for key, value in options.items()}
-
-
-def _is_swap(value) -> bool:
-    return isinstance(value, dict) and isinstance(value.get('type'), str)
-
-
-def _node(cfg: dict, path: list[str]):
-    """The entry at ``path`` (dict keys and list indices) or a sentinel when absent."""
-    node = cfg
-    for part in path:
-        if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            return _MISSING
-    return node
-
-
-_MISSING = object()
-
-
-def _registry_for(path: list[str]):
-    """The registry of the entry at ``path``, by its key (a list item: its list's key; an entry
-    of ``default_hooks`` / ``optim_wrapper``: that container's); None when the key says nothing."""
-    names = [p for p in path if not p.isdigit()]
-    if names and names[-1] in REGISTRY_OF_KEY:
-        return REGISTRY_OF_KEY[names[-1]]
-    if len(names) > 1 and names[-2] in _CONTAINERS:
-        return REGISTRY_OF_KEY[names[-2]]
-    return None
-
-
-def _resolve_type(name: str, path: list[str], where: str):
-    """The class (or function) ``name`` builds at ``path``; SpecError when no registry has it."""
-    registry = _registry_for(path)
-    if registry is not None:
-        try:
-            return registry.get(name)
-        except UnknownTypeError as error:
-            raise SpecError(where, f"unknown registry type for '{'.'.join(path)}': {error}") from None
-    for candidate in (*DOMAIN_REGISTRIES.values(), *ROOT_REGISTRIES.values()):
-        try:
-            return candidate.get(name)
-        except UnknownTypeError:
-            continue
-    raise SpecError(where, f"unknown registry type '{name}' for '{'.'.join(path)}': no videoscene "
-                    'registry holds it (python -m videoscene.registry lists them; plugins need '
-                    'custom_imports)')
-
-
-def _accepts(target, argument: str) -> bool:
-    """Whether ``target(...)`` takes a keyword ``argument`` (or any keyword: ``**kwargs``)."""
-    try:
-        parameters = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind is p.VAR_KEYWORD or p.name == argument and p.kind is not p.POSITIONAL_ONLY
-               for p in parameters)
-
-
-def _check_typed(node: dict, path: list[str], where: str) -> None:
-    """``node`` (an entry with a ``type``) names a registered type that takes all its keys;
-    typed entries nested in it are checked too."""
-    target = _resolve_type(node['type'], path, where)
-    for key, value in node.items():
-        if key not in _BUILDER_KEYS and not _accepts(target, key):
-            raise SpecError(where, f"unknown config key '{'.'.join([*path, key])}': "
-                            f"{node['type']} takes no argument '{key}'")
-        _check_nested(value, [*path, key], where)
-
-
-def _check_nested(value, path: list[str], where: str) -> None:
-    if _is_swap(value):
-        _check_typed(value, path, where)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_nested(item, [*path, str(key)], where)
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_nested(item, [*path, str(index)], where)
-
-
-def _implicit_classes() -> dict:
-    """What the Runner builds from untyped entries: itself (top-level keys) and DataLoaders."""
-    from mmengine.runner import Runner
-    from torch.utils.data import DataLoader
-    return {'': Runner, 'train_dataloader': DataLoader, 'val_dataloader': DataLoader,
-            'test_dataloader': DataLoader}
-
-
-def _entry_class(node, path: list[str], where: str):
-    """(class, name) the entry at ``path`` builds, or (None, None) when unknown."""
-    if isinstance(node, dict) and isinstance(node.get('type'), str):
-        return _resolve_type(node['type'], path, where), node['type']
-    target = _implicit_classes().get('.'.join(path))
-    return (target, target.__name__) if target is not None else (None, None)
-
-
-def _check_options(options: dict, base: dict, merged: dict, where: str) -> None:
-    """Every override names a key the base config has, or an argument of the class its entry
-    builds; every ``type`` it sets or brings is registered and takes the entry's keys."""
-    for key, value in options.items():
-        path = key.split('.')
-        if not all(path):
-            raise SpecError(where, f"config key '{key}' has an empty part")
-        parent = _node(merged, path[:-1])
-        entry = path[:-1] if path[-1] == 'type' and len(path) > 1 else path  # '<entry>.type'
-        if _node(base, entry) is _MISSING:
-            target, name = _entry_class(_node(merged, entry[:-1]), entry[:-1], where)
-            if target is None or not _accepts(target, entry[-1]):
-                owner = f' nor an argument of {name}' if name else ''
-                raise SpecError(where, f"unknown config key '{'.'.join(entry)}': not in the base "
-                                f'config{owner} (check the spelling)')
-        if path[-1] == 'type':
-            if not isinstance(value, str):
-                raise SpecError(where, f"'{key}' must be a registry name, got {value!r}")
-            before = _node(base, path[:-1])
-            inherited = set(before) - {'type'} if isinstance(before, dict) else set()
-            _check_type_swap(dict(parent), path[:-1], inherited, where)
-        else:
-            _check_nested(value, path, where)
-
-
-def _check_type_swap(node: dict, path: list[str], inherited: set, where: str) -> None:
-    """A ``...type`` override: the entry keeps its other keys; each must fit the new type."""
-    target = _resolve_type(node['type'], path, where)
-    for key in node:
-        if key not in _BUILDER_KEYS and not _accepts(target, key):
-            hint = (f" (kept from the base entry: swap the whole entry instead, e.g. "
-                    f"{{'{'.'.join(path)}': dict(type='{node['type']}', ...)}})"
-                    if key in inherited else '')
-            raise SpecError(where, f"unknown config key '{'.'.join([*path, key])}': "
-                            f"{node['type']} takes no argument '{key}'{hint}")
 
 
 def _overlap(a: str, b: str) -> bool:
@@ -267,11 +111,13 @@ def _overlap(a: str, b: str) -> bool:
     return a == b or a.startswith(b + '.') or b.startswith(a + '.')
 
 
-def _read_axes(raw, name: str, where: str) -> dict[str, list[dict]]:
+def _read_axes(raw, field_name: str, where: str) -> dict[str, list[dict]]:
+    """``axes`` / ``test_axes``: axis name -> [dict(label=..., options={dotted key: value})]."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise SpecError(where, f"'{name}' must be a dict: axis name -> list of values")
+        raise SpecError(where, f"'{field_name}' must be a dict: axis name -> list of values")
+    name = 'axis' if field_name == 'axes' else 'test axis'
     axes = {}
     for axis, values in raw.items():
         if not isinstance(values, (list, tuple)) or not values:
@@ -298,7 +144,7 @@ def _read_axes(raw, name: str, where: str) -> dict[str, list[dict]]:
 
 
 def _short(value) -> str:
-    if _is_swap(value):
+    if is_swap(value):
         rest = ', '.join(f'{k}={v}' for k, v in value.items() if k != 'type')
         return f"{value['type']}({rest})"
     return str(value)
@@ -376,8 +222,8 @@ def load_spec(path: str, out: str | None = None) -> Spec:
     common = _plain(raw.get('options') or {})
     if not isinstance(common, dict):
         raise SpecError(where, "'options' must be a dict of overrides (dotted keys)")
-    axes = _read_axes(raw.get('axes'), 'axis', where)
-    test_axes = _read_axes(raw.get('test_axes'), 'test axis', where)
+    axes = _read_axes(raw.get('axes'), 'axes', where)
+    test_axes = _read_axes(raw.get('test_axes'), 'test_axes', where)
     if not axes and not test_axes:
         raise SpecError(where, "empty grid: give 'axes' (and/or 'test_axes'), each axis a "
                         'non-empty list of values')
@@ -421,7 +267,10 @@ def _expand(spec: Spec, common: dict, base_cfg: Config, where: str) -> list[Cell
             labels = [v['label'] for v in (*train_values, *test_values)]
             cell_where = f"{where}, cell {' / '.join(labels)}"
             merged = spec.config(options).to_dict()
-            _check_options(options, base_dict, merged, cell_where)
+            check_options(options, base_dict, merged, cell_where)
+            if spec.train and (merged.get('train_cfg') or {}).get('max_iters') is None:
+                raise SpecError(cell_where, 'training cells need an iteration-based train_cfg '
+                                '(max_iters): the sweep evaluates iter_<max_iters>.pth')
             train_id = digest(base_name, train_options) if spec.train else None
             cell_id = digest(base_name, train_options, test_options, spec.checkpoint)
             cells.append(Cell(labels=dict(zip([*train_axes, *test_axes], labels)),
