@@ -165,6 +165,13 @@ def test_cluster_launchers_print_one_command_per_cell(tmp_path, capsys, nothing_
         assert test[test.index('--out-json') + 1].startswith(str(tmp_path / 'out/cells'))
     torchrun = run_sweep(spec, launcher='pytorch', gpus=4)
     assert all('-m torch.distributed.run --nproc_per_node=4 tools/train.py' in c for c in torchrun)
+    capsys.readouterr()
+    _tool('tools/sweep.py').main([spec.path, '--launcher', 'slurm', '--out', str(tmp_path / 'cli')])
+    printed = capsys.readouterr().out.splitlines()
+    assert f'--out {tmp_path / "cli"}` collects' in printed[0]
+    assert len(printed) == 4 and all(line.startswith('srun --ntasks=1 --gres=gpu:1 ')
+                                     for line in printed[1:])
+    assert not (tmp_path / 'cli/results.csv').exists()
 
 
 def test_cluster_commands_of_shared_trainings_and_evaluation_only_sweeps(tmp_path, nothing_runs):

@@ -44,9 +44,10 @@ def _stop(signum, frame):
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     spec = load_spec(args.spec, out=osp.abspath(args.out) if args.out else None)
-    signal.signal(signal.SIGTERM, _stop)
+    if args.launcher == 'none':
+        signal.signal(signal.SIGTERM, _stop)
     results = run_sweep(spec, launcher=args.launcher, gpus=args.gpus, srun_args=args.srun_args)
-    if results is None:
+    if args.launcher != 'none':   # the commands are printed; a later run collects the results
         return
     paths = write_report(spec, results)
     with open(paths['md']) as file:

@@ -187,11 +187,11 @@ def _run_cell(spec: Spec, cell: Cell, plan: _Plan, execute: Execute) -> dict:
 
 
 def run_sweep(spec: Spec, launcher: str = 'none', execute: Execute | None = None,
-              python: str | None = None, gpus: int = 1, srun_args: str = '') -> list[dict] | None:
+              python: str | None = None, gpus: int = 1, srun_args: str = '') -> list:
     """Run the cells of ``spec`` that have not finished, one after another, and return every
     cell's result (``launcher='none'``); with ``'pytorch'`` / ``'slurm'``, write the commands of
     the unfinished cells to ``OUT/commands.sh``, print them (one line per training, i.e. per
-    cell unless cells share a training through ``test_axes``) and return None.
+    cell unless cells share a training through ``test_axes``) and return them.
 
     ``execute(command, log)`` runs one tool (default: a subprocess in the repository root, its
     output appended to ``log``).
@@ -230,8 +230,8 @@ def _write_commands(spec: Spec, plans: list[_Plan]) -> list[str]:
             steps.insert(0, plan.train)
         lines.append([shlex.join(step) for step in steps])
     commands = [' && '.join(steps) for steps in lines if steps]
-    text = (f'# {spec.path}: run from {REPO_ROOT}, then `python tools/sweep.py {spec.path}` '
-            'collects the results\n' + ''.join(f'{line}\n' for line in commands))
+    text = (f'# {spec.path}: run from {REPO_ROOT}, then `python tools/sweep.py {spec.path} '
+            f'--out {spec.out}` collects the results\n' + ''.join(f'{line}\n' for line in commands))
     os.makedirs(spec.out, exist_ok=True)
     _write_atomic(osp.join(spec.out, 'commands.sh'), text)
     print(text, end='', flush=True)
