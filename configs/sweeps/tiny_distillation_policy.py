@@ -1,0 +1,15 @@
+# Sweep spec (tools/sweep.py; format: videoscene/sweep/spec.py): the leap timestep policy of the
+# tiny stage-3 config, DDPNet against a fixed leap and random leaps, each trained and evaluated
+# (one-step PSNR on the held-out synthetic scenes). Needs the stage-1 checkpoint and the exported
+# tiny teacher of configs/distillation/tiny_cogvideox_synthetic.py (tools/demo.py makes both).
+#   python tools/sweep.py configs/sweeps/tiny_distillation_policy.py
+#   python tools/sweep.py configs/sweeps/tiny_distillation_policy.py --launcher slurm  # commands
+base = 'configs/distillation/tiny_cogvideox_synthetic.py'
+options = {'train_cfg.max_iters': 100, 'custom_hooks.2.train_iters': 75}
+axes = dict(policy=[
+    {'label': 'DDPNet', 'model.policy.type': 'DDPNet'},
+    {'label': 'fixed t=549', 'model.policy': dict(type='fixed', t=549)},
+    {'label': 'random', 'model.policy': dict(type='random', max_timestep=799)},
+])
+metrics = dict(PSNR='novel_view/psnr')
+out = 'work_dirs/sweeps/tiny_distillation_policy'
