@@ -29,6 +29,7 @@ from mmengine.utils import import_modules_from_strings  # noqa: E402
 
 from videoscene.registry import CAMERA_PATHS, DATASETS  # noqa: E402
 from videoscene.visualization import colorize_depth, contact_sheet, plot_path, save_png, save_video  # noqa: E402
+from videoscene.engine.cli import run_tool  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -103,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from videoscene.reconstructors.official_checkpoint import load_checkpoint, save_safetensors
 from videoscene.registry import RECONSTRUCTORS
+from videoscene.engine.cli import run_tool
 
 #: CLI name -> name in ``videoscene.registry.RECONSTRUCTORS``.
 ARCHITECTURES = {'mvsplat': 'MVSplat', 'pixelsplat': 'pixelSplat'}
@@ -61,4 +62,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

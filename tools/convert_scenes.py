@@ -33,6 +33,7 @@ from videoscene.datasets.convert import convert_to_chunks  # noqa: E402
 from videoscene.datasets.image_files import ImageFileSource  # noqa: E402
 from videoscene.datasets.transforms_json import read_transforms_json  # noqa: E402
 from videoscene.datasets.video import VideoSource  # noqa: E402
+from videoscene.engine.cli import run_tool  # noqa: E402
 
 
 def bounded_int(low: int, high: int | None = None):
@@ -103,4 +104,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

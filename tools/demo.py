@@ -44,6 +44,7 @@ from videoscene.evaluation import LPIPS, psnr, ssim
 from videoscene.pipelines import VideoScenePipeline
 from videoscene.registry import DATASETS
 from videoscene.visualization import contact_sheet, save_png, save_video
+from videoscene.engine.cli import run_tool
 
 METHODS = ('render', 'one_step', 'n_step')
 PANEL = 128          # frames are upscaled (nearest) to at least this height in the videos/sheet
@@ -299,4 +300,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

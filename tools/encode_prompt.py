@@ -24,6 +24,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from videoscene.backbones.base import resolve_dtype  # noqa: E402
 from videoscene.backbones.loading import require_folder  # noqa: E402
+from videoscene.engine.cli import run_tool  # noqa: E402
 
 
 def encode_prompt(prompt: str, text_encoder: str | Path, tokenizer: str | Path,
@@ -65,4 +66,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -20,7 +20,10 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.runner import load_checkpoint  # noqa: E402
 
 from videoscene.engine import trusted_local_checkpoints  # noqa: E402
+from videoscene.engine.checkpoint import checkpoint_problem  # noqa: E402
+from videoscene.errors import CheckpointError  # noqa: E402
 from videoscene.registry import MODELS  # noqa: E402
+from videoscene.engine.cli import run_tool  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,8 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('checkpoint', help='MMEngine checkpoint (.pth) of that run')
     parser.add_argument('--out', required=True, help='output model folder')
     args = parser.parse_args(argv)
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
+    problem = checkpoint_problem(args.checkpoint)
+    if problem is not None:
+        raise CheckpointError(args.checkpoint, problem)
     model = MODELS.build(Config.fromfile(args.config).model)
     with trusted_local_checkpoints():  # MMEngine checkpoints pickle more than tensors
         load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
@@ -40,4 +44,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -15,6 +15,7 @@ import time
 import torch
 
 from videoscene.datasets.synthetic import SyntheticSpec, write_synthetic_dataset
+from videoscene.engine.cli import run_tool
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

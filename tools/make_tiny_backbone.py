@@ -19,6 +19,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from videoscene.backbones.tiny import save_tiny_cogvideox, save_tiny_svd  # noqa: E402
+from videoscene.engine.cli import run_tool  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,4 +48,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

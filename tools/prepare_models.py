@@ -56,6 +56,7 @@ sys.path.insert(0, str(REPO))
 from videoscene.backbones.tiny import save_tiny_cogvideox  # noqa: E402
 from videoscene.datasets.synthetic.generate import default_cache_dir  # noqa: E402
 from videoscene.errors import InputError  # noqa: E402
+from videoscene.engine.cli import run_tool  # noqa: E402
 
 CONFIGS = dict(reconstructor='configs/mvsplat/mvsplat_synthetic_cpu.py',
                teacher='configs/teacher/tiny_cogvideox_synthetic.py',
@@ -363,4 +364,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -39,6 +39,7 @@ from videoscene.engine.config import add_common_arguments, load_config  # noqa: 
 from videoscene.errors import CheckpointError, InputError  # noqa: E402
 from videoscene.evaluation.report import (METRIC_ALIASES, build_metrics, evaluate,  # noqa: E402
                                           metric_type, write_report)
+from videoscene.engine.cli import run_tool  # noqa: E402
 
 STEPPED_MODELS = ('InterpolationTeacher', 'LeapFlowDistillation')   # models with sample_steps
 
@@ -135,4 +136,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -21,6 +21,7 @@ from videoscene.engine import VideoSceneRunner  # noqa: E402
 from videoscene.engine.checkpoint import checkpoint_problem  # noqa: E402
 from videoscene.engine.config import add_common_arguments, load_config  # noqa: E402
 from videoscene.errors import CheckpointError  # noqa: E402
+from videoscene.engine.cli import run_tool  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,4 +62,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)
