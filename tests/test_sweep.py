@@ -104,6 +104,14 @@ BAD_SPECS = {
         "axes = dict(a=[{'model.loss': 'l2'}])\nmetrics = ['2-step:novel_view/psnr']",
         ["LeapFlowDistillation has no output row '2-step'",
          'its rows: render, 1-step, N-step, teacher']),
+    'unknown metric argument': (
+        "options = {'metric_options.NovelViewLPIPS.vgg_chekpoint': '/w/vgg16.pth'}\n"
+        "axes = dict(a=[{'model.loss': 'l2'}])",
+        ["unknown config key 'metric_options.NovelViewLPIPS.vgg_chekpoint': NovelViewLPIPS "
+         "takes no argument 'vgg_chekpoint'"]),
+    'unknown metric in metric_options': (
+        "options = {'metric_options': dict(NovelViewLPIPZ=dict(vgg_checkpoint='/w.pth'))}\n"
+        "axes = dict(a=[{'model.loss': 'l2'}])", ["unknown metric in 'metric_options'", 'LPIPZ']),
     'unknown test metric': (
         "axes = dict(a=[{'model.loss': 'l2'}])\ntest_metrics = ['psnr', 'lpipz']",
         ['test_metrics:', "'lpipz'"]),
@@ -241,6 +249,7 @@ def test_reports_are_collected_into_columns_and_wrong_columns_name_what_is_there
     weights = tmp_path / 'weights.pth'
     weights.write_bytes(b'')
     common = (f"train = False\ncheckpoint = {str(weights)!r}\ntest_metrics = ['psnr', 'lpips']\n"
+              "options = {'metric_options.NovelViewLPIPS.vgg_checkpoint': '/weights/vgg16.pth'}\n"
               "test_axes = dict(steps=[{'steps': 2}, {'label': '4 steps', 'steps': 4}])\n")
     spec = load_spec(str(write_spec(tmp_path, common + """metrics = {
     'PSNR 1-step': '1-step:novel_view/psnr', 'PSNR N-step': 'N-step:novel_view/psnr'}""")))
@@ -261,6 +270,8 @@ def test_reports_are_collected_into_columns_and_wrong_columns_name_what_is_there
         raise AssertionError(f'ran {command}')
     results = run_sweep(spec, execute=refuse)
     assert [r['steps'] for r in results] == [2, 4]
+    assert spec.config(spec.cells[0].train_options).metric_options.NovelViewLPIPS.to_dict() == \
+        dict(vgg_checkpoint='/weights/vgg16.pth')   # where tools/test.py reads metric arguments
     csv = Path(write_report(spec, results)['csv']).read_text().splitlines()
     assert csv == ['steps,PSNR 1-step,PSNR N-step', 'steps=2,20.0,30.0', '4 steps,21.0,31.0']
     every = load_spec(str(write_spec(tmp_path, common, name='every.py')))

@@ -33,7 +33,8 @@ Each cell is evaluated by ``tools/test.py CONFIG CHECKPOINT --out CELL_DIR [--me
 ``overall``, written ``'ROW:KEY'``: the output row (``render``, ``1-step``, ``N-step``,
 ``teacher``: the model's ``evaluation_outputs``) and the score key (``novel_view/psnr``).
 ``metrics`` is a dict column name -> ``'ROW:KEY'``, or a list of ``'ROW:KEY'`` (the column is
-named so); left out, every numeric score is a column.
+named so); left out, every numeric score is a column. Metric arguments (weight files) are
+overrides like any other: ``{'metric_options.NovelViewLPIPS.vgg_checkpoint': PATH}``.
 
 :func:`load_spec` checks everything a run could trip over later and raises :class:`SpecError`
 naming the problem before anything runs: a missing base config, an empty grid or axis,
