@@ -1,6 +1,7 @@
-"""tools/sweep.py: bad specs fail before anything runs, cluster commands, and a 3-cell policy
-sweep (DDPNet / fixed / random) of the tiny distillation config that, interrupted in its second
-cell's training, resumes to the same table as an uninterrupted sweep."""
+"""tools/sweep.py: bad specs fail before anything runs, cluster commands, reports collected from
+the cells' metrics.json (columns 'ROW:KEY', steps as a test axis), and a 3-cell policy sweep
+(DDPNet / fixed / random) of the tiny distillation config that, interrupted in its second cell's
+training, resumes to the same table as an uninterrupted sweep."""
 from __future__ import annotations
 
 import functools
@@ -14,11 +15,13 @@ from pathlib import Path
 import pytest
 from _pipeline_setup import SMALL_DDPNET, tiny_backbone
 
-from videoscene.sweep import SpecError, load_spec, run_sweep, write_report
+from videoscene.evaluation.report import write_report as write_evaluation_report
+from videoscene.sweep import SpecError, SweepError, load_spec, run_sweep, write_report
 from videoscene.sweep.run import _subprocess
 
 REPO = Path(__file__).resolve().parents[1]
 DISTILLATION = REPO / 'configs/distillation/tiny_cogvideox_synthetic.py'
+MVSPLAT = REPO / 'configs/mvsplat/mvsplat_synthetic_cpu.py'
 POLICIES = """[
     {'label': 'DDPNet', 'model.policy.max_timestep': 799},
     {'label': 'fixed', 'model.policy': dict(type='fixed', t=549)},
@@ -86,6 +89,32 @@ BAD_SPECS = {
         "axes = dict(policy=[{'label': 'a', 'model.policy.t': 1}, {'label': 'a', 'model.loss': 'l2'}])",
         ["has the label 'a' twice"]),
     'unknown spec field': ("axes = dict(a=[{'model.loss': 'l2'}])\naxis = 3", ["unknown spec field(s) ['axis']"]),
+    'steps on a trained axis': (
+        "axes = dict(steps=[{'steps': 4}])", ["sets 'steps'", 'put it in test_axes']),
+    'steps not a positive integer': (
+        "axes = dict(a=[{'model.loss': 'l2'}])\ntest_axes = dict(steps=[{'steps': 0}])",
+        ["'steps' must be a positive integer", 'got 0']),
+    'steps against an axis setting sample_steps': (
+        "axes = dict(n=[{'model.sample_steps': 2}])\ntest_axes = dict(steps=[{'steps': 4}])",
+        ["axis 'steps' sets 'model.sample_steps' and axis 'n' sets 'model.sample_steps'"]),
+    'metrics column not ROW:KEY': (
+        "axes = dict(a=[{'model.loss': 'l2'}])\nmetrics = dict(PSNR='novel_view/psnr')",
+        ["metrics column 'PSNR': 'novel_view/psnr' is not 'ROW:KEY'", '1-step:novel_view/psnr']),
+    'metrics row the model lacks': (
+        "axes = dict(a=[{'model.loss': 'l2'}])\nmetrics = ['2-step:novel_view/psnr']",
+        ["LeapFlowDistillation has no output row '2-step'",
+         'its rows: render, 1-step, N-step, teacher']),
+    'unknown metric argument': (
+        "options = {'metric_options.NovelViewLPIPS.vgg_chekpoint': '/w/vgg16.pth'}\n"
+        "axes = dict(a=[{'model.loss': 'l2'}])",
+        ["unknown config key 'metric_options.NovelViewLPIPS.vgg_chekpoint': NovelViewLPIPS "
+         "takes no argument 'vgg_chekpoint'"]),
+    'unknown metric in metric_options': (
+        "options = {'metric_options': dict(NovelViewLPIPZ=dict(vgg_checkpoint='/w.pth'))}\n"
+        "axes = dict(a=[{'model.loss': 'l2'}])", ["unknown metric in 'metric_options'", 'LPIPZ']),
+    'unknown test metric': (
+        "axes = dict(a=[{'model.loss': 'l2'}])\ntest_metrics = ['psnr', 'lpipz']",
+        ['test_metrics:', "'lpipz'"]),
 }
 
 
@@ -142,14 +171,25 @@ test_axes = dict(renderer=[{{'label': 'torch', 'model.renderer.views_per_chunk':
 
 def test_shipped_spec_is_valid(nothing_runs):
     spec = load_spec(str(REPO / 'configs/sweeps/tiny_distillation_policy.py'))
-    assert [c.labels['policy'] for c in spec.cells] == ['DDPNet', 'fixed t=549', 'random']
-    assert spec.config(spec.cells[2].train_options).model.policy.to_dict() == \
+    assert [(c.labels['policy'], c.steps) for c in spec.cells] == [
+        (policy, steps) for policy in ('DDPNet', 'fixed t=549', 'random') for steps in (4, 8)]
+    assert spec.config(spec.cells[4].train_options).model.policy.to_dict() == \
         dict(type='random', max_timestep=799)
+    assert len({c.train_id for c in spec.cells}) == 3 and len({c.cell_id for c in spec.cells}) == 6
+    assert spec.metrics['PSNR N-step'] == 'N-step:novel_view/psnr'
+
+
+def test_steps_on_a_model_without_denoising_steps(tmp_path, nothing_runs):
+    spec = write_spec(tmp_path, "axes = dict(iters=[{'train_cfg.max_iters': 2}])\n"
+                      "test_axes = dict(steps=[{'steps': 4}])", base=MVSPLAT)
+    with pytest.raises(SpecError, match=r"'steps' \(tools/test.py --steps\): "
+                       r'GaussianReconstruction has no denoising steps'):
+        load_spec(str(spec))
 
 
 def test_cluster_launchers_print_one_command_per_cell(tmp_path, capsys, nothing_runs):
     spec = load_spec(str(write_spec(tmp_path, f'axes = dict(policy={POLICIES})')))
-    commands = run_sweep(spec, launcher='slurm', srun_args='-p gpu --ntasks=1')
+    commands = run_sweep(spec, launcher='slurm', srun_args='-p gpu --ntasks=4')
     printed = [line for line in capsys.readouterr().out.splitlines() if not line.startswith('#')]
     assert printed == commands and len(commands) == 3
     assert (tmp_path / 'out/commands.sh').read_text().splitlines()[1:] == commands
@@ -160,9 +200,13 @@ def test_cluster_launchers_print_one_command_per_cell(tmp_path, capsys, nothing_
         work_dir = train[train.index('--work-dir') + 1]
         assert work_dir == str(tmp_path / 'out/train' / cell.train_id)
         assert Path(train[train.index('tools/train.py') + 1]).is_file()   # the cell's config
-        assert 'tools/test.py' in test and test[-2:] == ['--launcher', 'slurm']
+        # tools/test.py is one process: srun's last --ntasks wins, no --launcher
+        assert test[:5] == ['srun', '-p', 'gpu', '--ntasks=4', '--ntasks=1']
+        assert 'tools/test.py' in test and '--launcher' not in test
         assert test[test.index('tools/test.py') + 2] == f'{work_dir}/iter_200.pth'
-        assert test[test.index('--out-json') + 1].startswith(str(tmp_path / 'out/cells'))
+        cell_dir = str(tmp_path / 'out/cells' / cell.cell_id)
+        assert test[test.index('--out') + 1] == test[test.index('--work-dir') + 1] == cell_dir
+        assert '--steps' not in test and '--metrics' not in test
     torchrun = run_sweep(spec, launcher='pytorch', gpus=4)
     assert all('-m torch.distributed.run --nproc_per_node=4 tools/train.py' in c for c in torchrun)
     capsys.readouterr()
@@ -184,8 +228,8 @@ def test_cluster_commands_of_shared_trainings_and_evaluation_only_sweeps(tmp_pat
     lines = run_sweep(spec, launcher='pytorch')
     assert len(spec.cells) == 6 and len(lines) == 3
     for line in lines:
-        assert [part.split()[4] for part in line.split(' && ')] == \
-            ['tools/train.py', 'tools/test.py', 'tools/test.py']
+        train, *tests = [shlex.split(part) for part in line.split(' && ')]
+        assert train[4] == 'tools/train.py' and [test[1] for test in tests] == ['tools/test.py'] * 2
     weights = tmp_path / 'weights.pth'
     weights.write_bytes(b'')
     evaluate = load_spec(str(write_spec(tmp_path, f'axes = dict(chunk={renderer})\ntrain = False\n'
@@ -193,8 +237,59 @@ def test_cluster_commands_of_shared_trainings_and_evaluation_only_sweeps(tmp_pat
     lines = run_sweep(evaluate, launcher='pytorch')
     assert len(lines) == 2 and all(' && ' not in line and 'tools/train.py' not in line
                                    for line in lines)
-    assert all(shlex.split(line)[6] == str(weights) for line in lines)
+    assert all(shlex.split(line)[3] == str(weights) for line in lines)
     assert evaluate.cells[1].test_options == {'model.renderer.views_per_chunk': 3}
+
+
+def test_reports_are_collected_into_columns_and_wrong_columns_name_what_is_there(
+        tmp_path, nothing_runs):
+    """Each cell runs tools/test.py --out CELL_DIR [--metrics ...] [--steps N]; the table's
+    columns are 'ROW:KEY' scores of the metrics.json it writes (here written by the evaluation
+    report's own writer, as a cluster job would leave them)."""
+    weights = tmp_path / 'weights.pth'
+    weights.write_bytes(b'')
+    common = (f"train = False\ncheckpoint = {str(weights)!r}\ntest_metrics = ['psnr', 'lpips']\n"
+              "options = {'metric_options.NovelViewLPIPS.vgg_checkpoint': '/weights/vgg16.pth'}\n"
+              "test_axes = dict(steps=[{'steps': 2}, {'label': '4 steps', 'steps': 4}])\n")
+    spec = load_spec(str(write_spec(tmp_path, common + """metrics = {
+    'PSNR 1-step': '1-step:novel_view/psnr', 'PSNR N-step': 'N-step:novel_view/psnr'}""")))
+    lines = run_sweep(spec, launcher='pytorch')
+    assert [shlex.split(line)[-5:] for line in lines] == [
+        ['--metrics', 'psnr', 'lpips', '--steps', str(steps)] for steps in (2, 4)]
+    missing = 'NovelViewLPIPS: FileNotFoundError: no VGG16 weights at /weights/vgg16.pth'
+    for index, cell in enumerate(spec.cells):
+        overall = {row: {'novel_view/psnr': base + index}
+                   for row, base in (('render', 10.0), ('1-step', 20.0), ('N-step', 30.0))}
+        write_evaluation_report(dict(
+            config='c.py', checkpoint=str(weights), model='LeapFlowDistillation', split='test',
+            steps=cell.steps, metrics=['psnr', 'lpips'], unavailable={'lpips': missing},
+            outputs=list(overall), overall=overall, per_scene={}, scenes=1, seconds=0.1),
+            Path(spec.out) / 'cells' / cell.cell_id)
+
+    def refuse(command, log):
+        raise AssertionError(f'ran {command}')
+    results = run_sweep(spec, execute=refuse)
+    assert [r['steps'] for r in results] == [2, 4]
+    assert spec.config(spec.cells[0].train_options).metric_options.NovelViewLPIPS.to_dict() == \
+        dict(vgg_checkpoint='/weights/vgg16.pth')   # where tools/test.py reads metric arguments
+    csv = Path(write_report(spec, results)['csv']).read_text().splitlines()
+    assert csv == ['steps,PSNR 1-step,PSNR N-step', 'steps=2,20.0,30.0', '4 steps,21.0,31.0']
+    every = load_spec(str(write_spec(tmp_path, common, name='every.py')))
+    assert Path(write_report(every, run_sweep(every, execute=refuse))['csv']).read_text() \
+        .splitlines()[0] == ('steps,render:novel_view/psnr,1-step:novel_view/psnr,'
+                             'N-step:novel_view/psnr')
+    wrong_key = load_spec(str(write_spec(
+        tmp_path, common + "metrics = dict(LPIPS='1-step:novel_view/lpips')", name='key.py')))
+    with pytest.raises(SweepError) as error:
+        run_sweep(wrong_key, execute=refuse)
+    assert "metrics column 'LPIPS' ('1-step:novel_view/lpips')" in str(error.value)
+    assert "row '1-step' has no score 'novel_view/lpips'; its scores: novel_view/psnr; " \
+        f'unavailable: lpips ({missing})' in str(error.value)
+    wrong_row = load_spec(str(write_spec(
+        tmp_path, common + "metrics = ['teacher:novel_view/psnr']", name='row.py')))
+    with pytest.raises(SweepError, match="no output row 'teacher'; its rows: render, 1-step, "
+                       'N-step'):
+        run_sweep(wrong_row, execute=refuse)
 
 
 # ------------------------------------------------------------------ a real sweep, interrupted
@@ -255,7 +350,8 @@ experiment_name = None   # set per run by Tools
         folder = tmp_path / name
         folder.mkdir()
         return load_spec(str(write_spec(folder, f"""axes = dict(policy={POLICIES})
-metrics = dict(PSNR='novel_view/psnr')""", base=base)))
+test_metrics = ['psnr']
+metrics = dict(PSNR='1-step:novel_view/psnr')""", base=base)))
     return make
 
 

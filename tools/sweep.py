@@ -4,13 +4,16 @@
                                [--srun-args ARGS]
 
 SPEC is a Python config (format: videoscene/sweep/spec.py): a base config, ``axes`` (trained) and
-``test_axes`` (inference-time) of overrides or registry swaps, the metrics and the output folder.
-The spec is checked completely before anything runs. Locally the cells run one after another
-through tools/train.py and tools/test.py; a rerun skips finished cells and resumes an interrupted
-training from its checkpoint. ``--launcher pytorch|slurm`` writes the commands to OUT/commands.sh
-and prints them instead; rerun without it afterwards to collect the results. Output in OUT:
-results.md, results.csv, results.png, sweep.json, and train/ and cells/ (one folder per hash of
-the resolved overrides).
+``test_axes`` (inference-time: overrides and ``steps``, tools/test.py --steps) of overrides or
+registry swaps, ``test_metrics`` (tools/test.py --metrics), the table's ``metrics`` (column ->
+``'ROW:KEY'`` of the report, e.g. ``{'PSNR 1-step': '1-step:novel_view/psnr'}``) and the output
+folder. The spec is checked completely before anything runs. Locally the cells run one after
+another through tools/train.py and ``tools/test.py CONFIG CHECKPOINT --out CELL_DIR``, whose
+``CELL_DIR/metrics.json`` the table is read from; a rerun skips finished cells and resumes an
+interrupted training from its checkpoint. ``--launcher pytorch|slurm`` writes the commands to
+OUT/commands.sh and prints them instead (trainings distributed, evaluations one process); rerun
+without it afterwards to collect the results. Output in OUT: results.md, results.csv,
+results.png, sweep.json, and train/ and cells/ (one folder per hash of the resolved overrides).
 """
 from __future__ import annotations
 

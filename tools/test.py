@@ -37,11 +37,9 @@ from videoscene.engine import VideoSceneRunner  # noqa: E402
 from videoscene.engine.checkpoint import checkpoint_problem  # noqa: E402
 from videoscene.engine.config import add_common_arguments, load_config  # noqa: E402
 from videoscene.errors import CheckpointError, InputError  # noqa: E402
-from videoscene.evaluation.report import (METRIC_ALIASES, build_metrics, evaluate,  # noqa: E402
-                                          metric_type, write_report)
+from videoscene.evaluation.report import (METRIC_ALIASES, STEPPED_MODELS,  # noqa: E402
+                                          build_metrics, evaluate, metric_type, write_report)
 from videoscene.engine.cli import run_tool  # noqa: E402
-
-STEPPED_MODELS = ('InterpolationTeacher', 'LeapFlowDistillation')   # models with sample_steps
 
 
 def _evaluator_entries(cfg) -> list[dict]:

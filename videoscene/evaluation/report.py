@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from videoscene.registry import METRICS
 
-__all__ = ['METRIC_ALIASES', 'build_metrics', 'evaluate', 'metric_type', 'write_report']
+__all__ = ['METRIC_ALIASES', 'STEPPED_MODELS', 'build_metrics', 'evaluate', 'metric_type',
+           'write_report']
 
 # Command-line names -> METRICS types; any other name is taken as a METRICS type itself.
 METRIC_ALIASES = {
@@ -46,6 +47,8 @@ METRIC_ALIASES = {
     'aesthetic_quality': 'AestheticQuality',
 }
 UNAVAILABLE_ERRORS = (ValueError, OSError, ImportError)
+# Models whose denoising steps ``tools/test.py --steps`` sets (their ``sample_steps``).
+STEPPED_MODELS = ('InterpolationTeacher', 'LeapFlowDistillation')
 # Metrics of a set of videos (no per-scene score) that do not say so with ``per_scene = False``.
 SET_METRICS = ('FVD',)
 

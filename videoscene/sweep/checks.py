@@ -5,6 +5,8 @@ An override must name a key the base config has, or an argument of the class its
 ``DataLoader``). Every ``type`` an override sets or brings must be registered (looked up in the
 registry the entry's key implies, e.g. ``policy`` -> timestep policies, else in every registry)
 and must take the entry's keys, so a type swap that keeps the old type's arguments is caught.
+``metric_options.<METRICS type>.<argument>`` (the metric arguments ``tools/test.py`` reads, e.g.
+weight files) must name a registered metric and one of its arguments.
 """
 from __future__ import annotations
 
@@ -143,6 +145,9 @@ def check_options(options: dict, base: dict, merged: dict, where: str) -> None:
         path = key.split('.')
         if not all(path):
             raise SpecError(where, f"config key '{key}' has an empty part")
+        if path[0] == 'metric_options':
+            _check_metric_options(path, value, where)
+            continue
         parent = _node_at(merged, path[:-1])
         entry = path[:-1] if path[-1] == 'type' and len(path) > 1 else path  # '<entry>.type'
         if _node_at(base, entry) is _MISSING:
@@ -159,6 +164,28 @@ def check_options(options: dict, base: dict, merged: dict, where: str) -> None:
             _check_type_swap(dict(parent), path[:-1], inherited, where)
         else:
             _check_nested(value, path, where)
+
+
+def _check_metric_options(path: list[str], value, where: str) -> None:
+    """``metric_options`` / ``metric_options.TYPE`` / ``metric_options.TYPE.ARGUMENT``: each
+    TYPE a registered metric taking each ARGUMENT (tools/test.py's metric arguments)."""
+    if len(path) > 3:
+        raise SpecError(where, f"'{'.'.join(path)}': metric_options takes TYPE.ARGUMENT, e.g. "
+                        "'metric_options.NovelViewLPIPS.vgg_checkpoint'")
+    nested = {path[1]: {path[2]: value}} if len(path) == 3 else (
+        {path[1]: value} if len(path) == 2 else value)
+    if not isinstance(nested, dict) or not all(isinstance(v, dict) for v in nested.values()):
+        raise SpecError(where, f"'{'.'.join(path)}' must map METRICS types to their arguments, "
+                        f'got {value!r}')
+    for kind, arguments in nested.items():
+        try:
+            target = METRICS.get(kind)
+        except UnknownTypeError as error:
+            raise SpecError(where, f"unknown metric in 'metric_options': {error}") from None
+        for argument in arguments:
+            if not _accepts(target, argument):
+                raise SpecError(where, f"unknown config key 'metric_options.{kind}.{argument}': "
+                                f"{kind} takes no argument '{argument}'")
 
 
 def _check_type_swap(node: dict, path: list[str], inherited: set, where: str) -> None:

@@ -1,7 +1,8 @@
 """A sweep's table in the paper's layout: one row per cell (its axis labels), one column per
-metric; written as ``results.md``, ``results.csv`` (full precision, byte-stable: no timings) and
-``results.png`` (matplotlib, a bar chart per metric), plus ``sweep.json`` with every cell's
-overrides, checkpoint and wall time."""
+score (the spec's ``metrics``: column -> ``'ROW:KEY'`` of the cell's ``metrics.json``; default:
+every numeric ``'ROW:KEY'`` reported); written as ``results.md``, ``results.csv`` (full
+precision, byte-stable: no timings) and ``results.png`` (matplotlib, a bar chart per column),
+plus ``sweep.json`` with every cell's overrides, checkpoint, steps, scores and wall time."""
 from __future__ import annotations
 
 import csv
@@ -16,13 +17,13 @@ __all__ = ['write_report']
 
 
 def _columns(spec: Spec, results: list[dict]) -> dict[str, str]:
-    """Column name -> result key: the spec's ``metrics``, else every key the cells report."""
+    """Column name -> ``'ROW:KEY'``: the spec's ``metrics``, else every numeric score reported."""
     if spec.metrics is not None:
         return dict(spec.metrics)
     keys: dict[str, str] = {}
     for result in results:
-        keys.update({key: key for key in result['metrics'] if isinstance(
-            result['metrics'][key], (int, float))})
+        keys.update({key: key for key, value in result['metrics'].items()
+                     if isinstance(value, (int, float)) and not isinstance(value, bool)})
     return keys
 
 
