@@ -24,6 +24,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from videoscene.engine.cli import run_tool  # noqa: E402
 from videoscene.sweep import LAUNCHERS, load_spec, run_sweep, write_report  # noqa: E402
 
 
@@ -59,4 +60,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)
