@@ -130,7 +130,12 @@ def test_bad_specs_fail_naming_the_problem_before_anything_runs(kind, tmp_path, 
     assert not (tmp_path / 'out').exists()
 
 
-def test_missing_base_config_and_plugin_types(tmp_path, nothing_runs):
+def test_missing_base_config_and_plugin_types(tmp_path, nothing_runs, monkeypatch):
+    # as in a fresh process: the plugin not imported yet (another test in this worker may have)
+    from videoscene.registry import TIMESTEP_POLICIES
+    monkeypatch.delitem(TIMESTEP_POLICIES._module_dict, 'truncated_normal', raising=False)
+    for module in ('projects.example_policy', 'projects.example_policy.truncated_normal'):
+        monkeypatch.delitem(sys.modules, module, raising=False)
     missing = write_spec(tmp_path, "axes = dict(a=[{'model.loss': 'l2'}])",
                          base='configs/no_such.py', name='missing.py')
     with pytest.raises(SpecError, match=r'base config not found: configs/no_such\.py'):
