@@ -228,9 +228,10 @@ def honest_notes(rows: dict, results: dict, steps: int) -> list[str]:
         f'decode) next to the {steps}-step baseline, scored against the true frames.',
         f'Speed: one step takes {one_s:.2f} s a scene, the {steps}-step baseline {many_s:.2f} s '
         f'({many_s / one_s:.1f}x). At this size reconstructing and rendering cost more than the '
-        'tiny transformer, so the saving is far from the step count; with a backbone '
-        f'whose network evaluation dominates, the one step costs about 1/{steps} of the baseline '
-        '(benchmarks/bench_pipeline.py measures both).',
+        'tiny transformer, so the saving is far from the step count. The ratio falls toward '
+        f'1/{steps} as the network evaluation grows to dominate the rest '
+        '(reconstruct, render, encode, decode): benchmarks/bench_pipeline.py measures it beside '
+        'its bound, parts / (parts + 49 network evaluations).',
         f'Quality: the one-step video scores {one:.2f} dB PSNR, the render it starts from '
         f'{render:.2f} dB, the {steps}-step teacher from pure noise {many:.2f} dB: the one step '
         + ('improves on' if one > render else 'falls below') + ' the render and '
