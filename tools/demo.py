@@ -231,7 +231,7 @@ def honest_notes(rows: dict, results: dict, steps: int) -> list[str]:
         'tiny transformer, so the saving is far from the step count. The ratio falls toward '
         f'1/{steps} as the network evaluation grows to dominate the rest '
         '(reconstruct, render, encode, decode): benchmarks/bench_pipeline.py measures it beside '
-        'its bound, parts / (parts + 49 network evaluations).',
+        f'its bound, parts / (parts + {steps - 1} network evaluations).',
         f'Quality: the one-step video scores {one:.2f} dB PSNR, the render it starts from '
         f'{render:.2f} dB, the {steps}-step teacher from pure noise {many:.2f} dB: the one step '
         + ('improves on' if one > render else 'falls below') + ' the render and '
