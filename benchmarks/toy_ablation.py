@@ -51,7 +51,7 @@ from benchmarks.clip_pool import add_renders, draw_clips, load_pool, save_pool  
 from videoscene.backbones.tiny import save_tiny_cogvideox  # noqa: E402
 from videoscene.distillation import load_training_checkpoint  # noqa: E402
 from videoscene.engine import VideoSceneRunner  # noqa: E402
-from videoscene.evaluation import psnr, ssim  # noqa: E402
+from videoscene.evaluation import psnr, sharpness, ssim  # noqa: E402
 from videoscene.models.views import scene_views  # noqa: E402
 from videoscene.pipelines import VideoScenePipeline, denoise  # noqa: E402
 from videoscene.registry import DATASETS, MODELS  # noqa: E402
@@ -354,19 +354,12 @@ def check_against_pipeline(model, pool: dict, video: torch.Tensor, seed: int) ->
     print(f'  one-step videos match VideoScenePipeline (max difference {error:.1e})', flush=True)
 
 
-def gradient_magnitude(video: torch.Tensor) -> torch.Tensor:
-    """Mean absolute finite difference (both axes) per clip of ``[N, F, 3, H, W]`` -> ``[N]``."""
-    dx = (video[..., :, 1:] - video[..., :, :-1]).abs().flatten(1).mean(1)
-    dy = (video[..., 1:, :] - video[..., :-1, :]).abs().flatten(1).mean(1)
-    return (dx + dy) / 2
-
-
 def clip_scores(video: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per clip ``[N]``, over the frames between the context pair: PSNR, SSIM and sharpness
     (gradient magnitude over the true frames')."""
     video, truth = video[:, 1:-1], truth[:, 1:-1]
     return dict(psnr=psnr(video, truth).mean(1), ssim=ssim(video, truth).float().mean(1),
-                sharpness=gradient_magnitude(video) / gradient_magnitude(truth))
+                sharpness=sharpness(video, truth))
 
 
 def summary(scores: dict[str, torch.Tensor]) -> dict[str, float]:

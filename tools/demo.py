@@ -40,7 +40,7 @@ from prepare_models import REPO, Prepared, add_arguments, prepare, settings_from
 
 from videoscene.datasets.view_samplers import evenly_spaced_between
 from videoscene.errors import InputError
-from videoscene.evaluation import LPIPS, psnr, ssim
+from videoscene.evaluation import LPIPS, psnr, sharpness, ssim
 from videoscene.pipelines import VideoScenePipeline
 from videoscene.registry import DATASETS
 from videoscene.visualization import contact_sheet, save_png, save_video
@@ -120,7 +120,7 @@ def generate(prepared: Prepared, args: argparse.Namespace, out: Path) -> dict:
     teacher = VideoScenePipeline.from_config(config, checkpoint, weights='teacher')
     dataset = held_out_scenes(config, args.test_scenes)
     lpips, lpips_status = lpips_model(args.lpips_vgg)
-    scores = {m: {'psnr': [], 'ssim': [], 'lpips': []} for m in METHODS}
+    scores = {m: {'psnr': [], 'ssim': [], 'sharpness': [], 'lpips': []} for m in METHODS}
     videos, names, leaps = [], [], []
     timings = {'one_step': {}, 'n_step': {}}
     wall = {'one_step': 0.0, 'n_step': 0.0}
@@ -147,6 +147,7 @@ def generate(prepared: Prepared, args: argparse.Namespace, out: Path) -> dict:
         for method, clip in clips.items():
             scores[method]['psnr'] += psnr(clip[between], truth[between]).tolist()
             scores[method]['ssim'] += ssim(clip[between], truth[between]).tolist()
+            scores[method]['sharpness'].append(sharpness(clip[between], truth[between]).item())
             if lpips is not None:
                 with torch.no_grad():
                     scores[method]['lpips'] += lpips(clip[between], truth[between]).tolist()
@@ -194,6 +195,7 @@ def summarise(results: dict, prepared: Prepared, args: argparse.Namespace) -> di
         rows[method] = {'network_evaluations': evaluations,
                         'psnr': mean(scores[method]['psnr']),
                         'ssim': mean(scores[method]['ssim']),
+                        'sharpness': mean(scores[method]['sharpness']),
                         'lpips': mean(scores[method]['lpips'])}
     rows['render']['seconds_per_scene'] = sum(results['timings']['one_step'].get(k, 0.0)
                                               for k in ('reconstruct', 'render'))
@@ -209,6 +211,21 @@ def summarise(results: dict, prepared: Prepared, args: argparse.Namespace) -> di
         notes=honest_notes(rows, results, args.steps))
 
 
+def looks(row: dict, what: str) -> str:
+    """How a video looks, in words, from its sharpness (gradient magnitude over the true frames')
+    and its SSIM (how much of the frames' structure it shares)."""
+    ratio, structure = row['sharpness'], row['ssim']
+    if ratio > 1.5:
+        return (f'{what} is grainy (sharpness {ratio:.1f}, SSIM {structure:.2f}: high-frequency '
+                'noise the model has not learnt to remove)')
+    if ratio < 0.67:
+        return f'{what} is blurry (sharpness {ratio:.2f}: it lacks the true frames\' detail)'
+    if structure < 0.3:
+        return (f'{what} has as much fine detail as the true frames (sharpness {ratio:.2f}) but '
+                f'little of their structure (SSIM {structure:.2f}): the detail is mostly noise')
+    return f'{what} is about as sharp as the true frames (sharpness {ratio:.2f})'
+
+
 def honest_notes(rows: dict, results: dict, steps: int) -> list[str]:
     """What the numbers say, in words, whatever they are."""
     frames, _, height, width = results['frames']
@@ -221,8 +238,9 @@ def honest_notes(rows: dict, results: dict, steps: int) -> list[str]:
         'pixel-unshuffle VAE, an exact inverse, instead of a pretrained one) and a '
         f'{params["reconstructor"] / 1e6:.1f}M-parameter MVSplat, on {width} x {height} '
         f'{frames}-frame clips of synthetic rooms. None of them is near convergence (the losses '
-        'are in the stage logs) and no pretrained video prior exists at this scale: the videos are '
-        'blurry and show none of the detail a real video model adds.',
+        'are in the stage logs) and no pretrained video prior exists at this scale: '
+        f'{looks(rows["one_step"], "the one-step video")}; '
+        f'{looks(rows["n_step"], f"the {steps}-step video")}.',
         'What the demo does show: every stage of the product running end to end on held-out '
         'scenes (reconstruct, render, encode, DDPNet picks the leap timestep, one denoising step, '
         f'decode) next to the {steps}-step baseline, scored against the true frames.',
@@ -254,12 +272,15 @@ def markdown(summary: dict, steps: int) -> str:
              f'{summary["frames"][3]} x {summary["frames"][2]}; metrics on '
              f'{summary["metric_frames"]}. Leap timesteps chosen by DDPNet: {summary["leap_t"]}. '
              f'LPIPS: {summary["lpips"]}.',
-             '', '| method | network evaluations | PSNR | SSIM | LPIPS | seconds / scene |',
-             '|---|---|---|---|---|---|']
+             f'Sharpness: mean gradient magnitude over the true frames\' (1 = as sharp as the '
+             'truth; PSNR favours blur).',
+             '', '| method | network evaluations | PSNR | SSIM | LPIPS | sharpness | '
+             'seconds / scene |', '|---|---|---|---|---|---|---|']
     for key, row in summary['metrics'].items():
         lines.append(f'| {names[key]} | {row["network_evaluations"]} | '
                      f'{number(row["psnr"], 2)} | {number(row["ssim"], 3)} | '
-                     f'{number(row["lpips"], 3)} | {row["seconds_per_scene"]:.2f} |')
+                     f'{number(row["lpips"], 3)} | {number(row["sharpness"], 2)} | '
+                     f'{row["seconds_per_scene"]:.2f} |')
     stages = list(summary['pipeline_seconds']['one_step'])
     lines += ['', 'Pipeline seconds per scene, by stage:', '',
               '| run | ' + ' | '.join(stages) + ' |', '|---|' + '---|' * len(stages)]

@@ -41,6 +41,21 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         prediction.shape[:-3])
 
 
+def gradient_magnitude(images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute finite difference along both image axes, one value per image:
+    ``[..., 3, H, W] -> [...]``."""
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(-3).mean(-1)
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(-3).mean(-1)
+    return (dx + dy) / 2
+
+
+def sharpness(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Gradient magnitude of a video relative to the true one's (1: as sharp as the truth; below:
+    blurrier; far above: noisy): ``[..., F, 3, H, W] -> [...]``, frames pooled.  PSNR favours
+    blur, so this is reported beside it."""
+    return gradient_magnitude(prediction).mean(-1) / gradient_magnitude(target).mean(-1)
+
+
 @METRICS.register_module()
 class NovelViewPSNR(BaseMetric):
     """Mean PSNR over every rendered target view.
