@@ -164,6 +164,8 @@ def test_from_config_refuses_what_it_cannot_run(config, tmp_path):
         VideoScenePipeline.from_config(config, weights='student', policy=FIXED)
     with pytest.raises(InputError, match='dtype: torch.bfloat16 runs on CUDA only'):
         VideoScenePipeline.from_config(config, policy=FIXED, device='cpu', dtype='bf16')
+    with pytest.raises(InputError, match='renderer: GsplatRenderer renders on CUDA only'):
+        VideoScenePipeline.from_config(config, policy=FIXED, device='cpu', renderer='gsplat')
     teacher_config = tmp_path / 'teacher.py'
     teacher_config.write_text("model = dict(type='InterpolationTeacher')\n")
     with pytest.raises(InputError, match='expected a distillation config'):

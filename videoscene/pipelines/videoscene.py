@@ -192,6 +192,9 @@ class VideoScenePipeline:
                              "or a policy without weights, e.g. dict(type='fixed', t=549)")
         renderer = renderer or ('gsplat' if device.type == 'cuda' else 'torch')
         renderer = RENDERERS.build(dict(type=renderer) if isinstance(renderer, str) else renderer)
+        if renderer.needs_cuda and device.type != 'cuda':
+            raise InputError('renderer', f'{type(renderer).__name__} renders on CUDA only; on '
+                             f'{device} use the "torch" renderer')
         if isinstance(camera_path, dict):
             camera_path = CAMERA_PATHS.build(camera_path)
         model.to(device).eval()

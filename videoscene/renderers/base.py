@@ -50,6 +50,8 @@ class GaussianRenderer(ABC):
         views_per_chunk: how many views are rendered together; memory grows with it.
     """
 
+    needs_cuda = False      # True: renders CUDA tensors only (callers check before any work)
+
     def __init__(self, background: tuple[float, float, float] = (0.0, 0.0, 0.0), views_per_chunk: int = 4) -> None:
         if len(background) != 3:
             raise ValueError(f'background must be an RGB triple, got {background!r}')

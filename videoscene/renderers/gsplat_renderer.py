@@ -21,6 +21,8 @@ class GsplatRenderer(GaussianRenderer):
     ``(near, far)`` pair among its views.
     """
 
+    needs_cuda = True
+
     def _render_views(self, gaussians: Gaussians, extrinsics: Tensor, intrinsics: Tensor, image_shape: tuple[int, int],
                       near: Tensor, far: Tensor) -> RenderOutput:
         if not (torch.cuda.is_available() and gaussians.means.is_cuda and extrinsics.is_cuda):
