@@ -93,3 +93,6 @@ def test_fitting_a_video_improves_its_held_out_frames(scene, tmp_path, capsys):
 
     assert tool.main(argv) == 2                                # the output folder exists
     assert 'pass --overwrite' in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert tool.main(argv + ['--overwrite', '--renderer', 'gsplat']) == 2
+        assert '--renderer: gsplat renders on CUDA only' in capsys.readouterr().err

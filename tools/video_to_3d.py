@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> dict:
     except ValueError as error:
         raise InputError(folder / 'gaussians.ply', str(error)) from None
     renderer = RENDERERS.build(dict(type=args.renderer or ('gsplat' if device.type == 'cuda' else 'torch')))
+    if renderer.needs_cuda and device.type != 'cuda':
+        raise InputError('--renderer', f'{args.renderer} renders on CUDA only; on {device} use torch')
     lpips = build_lpips(args, device)
     print(f'{count} frames of {folder} at {frames.shape[-2]} x {frames.shape[-1]}, '
           f'{initial.means.shape[1]} Gaussians; {args.iterations} iterations on {device}')
