@@ -42,3 +42,14 @@ def save_tiny_wan_flf2v(out: str | Path, shift: float = 3.0, text_dim: int = 16,
         save_file({'prompt_embeds': torch.randn(1, text_length, text_dim)},
                   out / f'{name}.safetensors')
     return out
+
+
+if __name__ == '__main__':
+    import argparse
+
+    parser = argparse.ArgumentParser(description='Write a tiny random Wan FLF2V model folder.')
+    parser.add_argument('--out', required=True, help='the folder to write')
+    parser.add_argument('--shift', type=float, default=3.0, help='the flow scheduler shift')
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args()
+    print(save_tiny_wan_flf2v(args.out, shift=args.shift, seed=args.seed))
