@@ -1,1 +1,1 @@
-"""Plugins that register into the videoscene registries from outside ``videoscene/`` (``custom_imports``)."""
+"""Plugins registering into the videoscene registries from outside ``videoscene/``."""

@@ -125,8 +125,8 @@ class WanFLF2V(VideoBackbone):
         self.temporal_factor, self.spatial_factor = vae.scale_factor_temporal, vae.scale_factor_spatial
         expected = 2 * self.latent_channels + MASK_CHANNELS
         if self.temporal_factor != MASK_CHANNELS or config.in_channels != expected:
-            raise ValueError(f'{what}: needs a VAE with temporal factor {MASK_CHANNELS} and a transformer '
-                             f'with in_channels = 2 x z_dim + {MASK_CHANNELS} = {expected}, got '
+            raise ValueError(f'{what}: needs a VAE with temporal factor {MASK_CHANNELS} and a '
+                             f'transformer with in_channels = 2 x z_dim + {MASK_CHANNELS} = {expected}, got '
                              f'{self.temporal_factor} and {config.in_channels}')
         if config.image_dim is None or config.pos_embed_seq_len is None:
             raise ValueError(f'{what}: the transformer has image_dim={config.image_dim}, '

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
+from diffusers import (FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler,
+                       WanImageToVideoPipeline)
 from mmengine import Config
 from mmengine.dataset import default_collate
 from mmengine.optim import OptimWrapper
@@ -18,6 +19,7 @@ from safetensors.torch import load_file
 from transformers import CLIPImageProcessor, CLIPVisionModel
 
 from projects.wan_flf2v import FlowMatchEulerScheduler, WanFLF2V
+from projects.wan_flf2v.backbone import read_flow_shift
 from projects.wan_flf2v.tiny import save_tiny_wan_flf2v
 from videoscene.pipelines.sampling import Guidance, denoise
 from videoscene.registry import (DATASETS, MODELS, NOISE_SCHEDULERS, OPTIM_WRAPPER_CONSTRUCTORS,
@@ -85,6 +87,17 @@ def test_velocity_target_inverts_to_clean_and_noise():
     assert ours.solver_timesteps(4).tolist() == [249, 499, 749, 999]
     with pytest.raises(ValueError, match='eta must be 0'):
         ours.ddim_update(x0, noise, 10, 5, eta=0.5, noise=noise)
+
+
+def test_shift_is_read_from_either_diffusers_flow_scheduler(tmp_path):
+    FlowMatchEulerDiscreteScheduler(shift=5.0).save_pretrained(tmp_path / 'euler')
+    UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type='flow_prediction',
+                            flow_shift=16.0).save_pretrained(tmp_path / 'unipc')
+    assert read_flow_shift(tmp_path / 'euler') == dict(num_train_timesteps=1000, shift=5.0)
+    assert read_flow_shift(tmp_path / 'unipc') == dict(num_train_timesteps=1000, shift=16.0)
+    UniPCMultistepScheduler().save_pretrained(tmp_path / 'ddpm')       # a beta schedule
+    with pytest.raises(ValueError, match='use_flow_sigmas'):
+        read_flow_shift(tmp_path / 'ddpm')
 
 
 @pytest.fixture(scope='module')
@@ -232,7 +245,9 @@ def test_save_pretrained_reloads_the_same_model(tiny, tmp_path):
             out = backbone.save_pretrained(tmp_path / 'export')
         finally:
             backbone.transformer.proj_out.bias.sub_(0.5)
-    reloaded = WanFLF2V(out, out / 'prompt_embeds.safetensors', out / 'negative_prompt_embeds.safetensors')
-    torch.testing.assert_close(reloaded.transformer.proj_out.bias, backbone.transformer.proj_out.bias + 0.5)
+    reloaded = WanFLF2V(out, out / 'prompt_embeds.safetensors',
+                        out / 'negative_prompt_embeds.safetensors')
+    torch.testing.assert_close(reloaded.transformer.proj_out.bias,
+                               backbone.transformer.proj_out.bias + 0.5)
     torch.testing.assert_close(reloaded.negative_prompt_embeds, backbone.negative_prompt_embeds)
     assert reloaded.scheduler_config() == backbone.scheduler_config()
