@@ -1,0 +1,1 @@
+"""Plugins registering into the videoscene registries from outside ``videoscene/``."""
