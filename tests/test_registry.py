@@ -98,3 +98,13 @@ def test_registry_module_prints_every_registry(repo_root):
     for name in DOMAIN_REGISTRIES:
         assert f'  {name} ' in out
     assert 'fixed, random' in out and 'DDIM' in out
+
+
+def test_registry_module_lists_a_configs_plugins(repo_root):
+    """With a config, the plugins of its custom_imports are listed; without, they are not."""
+    command = [sys.executable, '-m', 'videoscene.registry']
+    plain = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, check=True).stdout
+    config = 'projects/example_policy/configs/truncated_normal_policy.py'
+    with_plugin = subprocess.run(command + [config], cwd=repo_root, capture_output=True,
+                                 text=True, check=True).stdout
+    assert 'truncated_normal' not in plain and 'truncated_normal' in with_plugin
