@@ -7,7 +7,7 @@
 #   python tools/export_teacher.py configs/teacher/tiny_cogvideox_synthetic.py \
 #       work_dirs/teacher_tiny_cogvideox_synthetic/iter_300.pth --out work_dirs/tiny_cogvideox_teacher
 # then: python tools/train.py configs/distillation/tiny_cogvideox_synthetic.py
-_base_ = ['../_base_/default_runtime.py']
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/synthetic_clips_tiny.py']
 
 teacher = 'work_dirs/tiny_cogvideox_teacher'
 model = dict(
@@ -26,25 +26,7 @@ model = dict(
 # Under a distributed launcher: the backbone and the policy each in DDP, this model's train_step.
 model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False)
 
-train_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='SyntheticScenes', num_scenes=16, frames=64, height=32, width=32,
-                 num_eval_targets=7,
-                 view_sampler=dict(type='bounded', num_targets=7, min_gap=8, max_gap=24)))
-
-# held-out scenes: one-step videos (student + DDPNet, greedy) against the true frames
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='SyntheticScenes', stage='test', num_scenes=4, frames=64, height=32,
-                 width=32, num_eval_targets=7))
-test_evaluator = [dict(type='NovelViewPSNR')]
-test_cfg = dict(type='TestLoop')
+# test split (base file): one-step videos (student + DDPNet, greedy)
 
 optim_wrapper = dict(
     constructor='DistillationOptimWrapperConstructor',

@@ -3,7 +3,7 @@
 # Build the model folder once:
 #   python tools/make_tiny_backbone.py --arch cogvideox --out work_dirs/tiny_cogvideox
 # then: python tools/train.py configs/teacher/tiny_cogvideox_synthetic.py
-_base_ = ['../_base_/default_runtime.py']
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/synthetic_clips_tiny.py']
 
 # named apart from the distillation config of the same name (configs/distillation/), whose
 # checkpoints would otherwise share one work dir with these
@@ -18,26 +18,8 @@ model = dict(
     # transformer (the RE10K config trains the attention layers only, as the paper does).
     trainable='all')
 
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='SyntheticScenes', num_scenes=16, frames=64, height=32, width=32,
-                 num_eval_targets=7,
-                 # 7 targets strictly between the context pair: 9-frame videos
-                 view_sampler=dict(type='bounded', num_targets=7, min_gap=8, max_gap=24)))
-
-# held-out scenes: N-step interpolations (model.sample_steps, from noise) against the true frames
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='SyntheticScenes', stage='test', num_scenes=4, frames=64, height=32,
-                 width=32, num_eval_targets=7))
-test_evaluator = [dict(type='NovelViewPSNR')]
-test_cfg = dict(type='TestLoop')
+train_dataloader = dict(batch_size=8)
+# test split (base file): N-step interpolations (model.sample_steps, from noise)
 
 optim_wrapper = dict(type='OptimWrapper',
                      optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=1e-4),

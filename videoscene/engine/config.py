@@ -36,16 +36,25 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help=argparse.SUPPRESS)
 
 
-def _has_key(cfg: Config, dotted: str) -> bool:
-    node = cfg.to_dict()
-    for part in dotted.split('.'):
+MISSING = object()   # what ``config_entry`` returns for an absent entry
+
+
+def config_entry(cfg: dict, path: list[str]):
+    """The entry of a config dict at ``path`` (dict keys, and list indices as digit strings), or
+    ``MISSING``."""
+    node = cfg
+    for part in path:
         if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         elif isinstance(node, dict) and part in node:
             node = node[part]
         else:
-            return False
-    return True
+            return MISSING
+    return node
+
+
+def _has_key(cfg: Config, dotted: str) -> bool:
+    return config_entry(cfg.to_dict(), dotted.split('.')) is not MISSING
 
 
 def load_config(args: argparse.Namespace) -> Config:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 
+from videoscene.engine.config import MISSING, config_entry
 from videoscene.errors import InputError
 from videoscene.registry import (CAMERA_PATHS, DATA_SAMPLERS, DATASETS, DOMAIN_REGISTRIES,
                                  FUNCTIONS, HOOKS, LOOPS, METRICS, MODEL_WRAPPERS, MODELS,
@@ -43,22 +44,6 @@ class SpecError(InputError):
 def is_swap(value) -> bool:
     """Whether an override value replaces its entry: a dict naming a registry ``type``."""
     return isinstance(value, dict) and isinstance(value.get('type'), str)
-
-
-def _node_at(cfg: dict, path: list[str]):
-    """The entry at ``path`` (dict keys and list indices) or a sentinel when absent."""
-    node = cfg
-    for part in path:
-        if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            return _MISSING
-    return node
-
-
-_MISSING = object()
 
 
 def _registry_for(path: list[str]):
@@ -148,10 +133,10 @@ def check_options(options: dict, base: dict, merged: dict, where: str) -> None:
         if path[0] == 'metric_options':
             _check_metric_options(path, value, where)
             continue
-        parent = _node_at(merged, path[:-1])
+        parent = config_entry(merged, path[:-1])
         entry = path[:-1] if path[-1] == 'type' and len(path) > 1 else path  # '<entry>.type'
-        if _node_at(base, entry) is _MISSING:
-            target, name = _entry_class(_node_at(merged, entry[:-1]), entry[:-1], where)
+        if config_entry(base, entry) is MISSING:
+            target, name = _entry_class(config_entry(merged, entry[:-1]), entry[:-1], where)
             if target is None or not _accepts(target, entry[-1]):
                 owner = f' nor an argument of {name}' if name else ''
                 raise SpecError(where, f"unknown config key '{'.'.join(entry)}': not in the base "
@@ -159,7 +144,7 @@ def check_options(options: dict, base: dict, merged: dict, where: str) -> None:
         if path[-1] == 'type':
             if not isinstance(value, str):
                 raise SpecError(where, f"'{key}' must be a registry name, got {value!r}")
-            before = _node_at(base, path[:-1])
+            before = config_entry(base, path[:-1])
             inherited = set(before) - {'type'} if isinstance(before, dict) else set()
             _check_type_swap(dict(parent), path[:-1], inherited, where)
         else:
