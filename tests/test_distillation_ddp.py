@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _distributed import free_port
 from mmengine.config import Config
 
 from videoscene.backbones.tiny import save_tiny_cogvideox
@@ -17,12 +17,6 @@ from videoscene.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
 REPO = Path(__file__).resolve().parents[1]
 ITERS, FREEZE = 4, 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope='module')

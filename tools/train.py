@@ -8,6 +8,10 @@ missing, empty or names an incomplete file, from the newest complete ``iter_N.pt
 work dir without checkpoints it starts from scratch (and says so). When the work dir holds
 checkpoints but none can be read it stops with an error naming them, unless
 ``--restart-if-unreadable`` is given.
+
+A config with a ``strategy`` (e.g. ``FSDP2Strategy``) runs under MMEngine's ``FlexibleRunner``
+(``VideoSceneFlexibleRunner``), the others under its ``Runner``; both with ``--launcher
+pytorch|slurm|mpi`` unchanged.
 """
 from __future__ import annotations
 
@@ -17,10 +21,10 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from videoscene.engine import VideoSceneRunner  # noqa: E402
+from videoscene.engine import VideoSceneFlexibleRunner, VideoSceneRunner  # noqa: E402
 from videoscene.engine.checkpoint import checkpoint_problem  # noqa: E402
 from videoscene.engine.config import add_common_arguments, load_config  # noqa: E402
-from videoscene.errors import CheckpointError  # noqa: E402
+from videoscene.errors import CheckpointError, InputError  # noqa: E402
 from videoscene.engine.cli import run_tool  # noqa: E402
 
 
@@ -55,9 +59,13 @@ def main(argv: list[str] | None = None) -> None:
             raise CheckpointError(args.resume, f'--resume: the checkpoint {problem}')
         cfg.resume, cfg.load_from = True, args.resume
     if args.amp:
+        if cfg.get('strategy'):
+            raise InputError('--amp', 'this config has a strategy: set mixed precision there '
+                             "(FSDP2Strategy: mixed_precision=dict(param_dtype='bfloat16'))")
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    runner = VideoSceneRunner.from_cfg(cfg)
+    runner_type = VideoSceneFlexibleRunner if cfg.get('strategy') else VideoSceneRunner
+    runner = runner_type.from_cfg(cfg)
     runner.train()
 
 

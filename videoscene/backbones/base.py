@@ -16,6 +16,10 @@ A backbone is a frozen shell (VAE, condition encoders, prompt embeddings) around
 :meth:`VideoBackbone.predict` can replace the trained tensors (:meth:`VideoBackbone.trained_tensors`)
 by another set, ``params``, while every frozen tensor is shared.  That is how one backbone plays
 the teacher, the student and the EMA target of distillation with the frozen weights held once.
+When the denoiser is sharded with torch's FSDP2 (``fully_shard`` on :meth:`VideoBackbone.shard_units`
+and the denoiser), parameters are ``DTensor`` shards gathered by FSDP's hooks, which a
+``functional_call`` cannot replace: ``predict`` then copies the ``params`` shards into the
+parameters' local shards for the call and restores them after (one local shard set held in between).
 
 Inputs are cast to the backbone's dtype at its boundary and every tensor it returns is float32,
 so scheduler arithmetic stays in full precision whatever the network runs in.
@@ -31,6 +35,8 @@ from pathlib import Path
 import torch
 from mmengine.logging import print_log
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
+from torch.distributed.tensor import DTensor
 from torch.func import functional_call
 
 Conditioning = dict[str, torch.Tensor]
@@ -173,11 +179,39 @@ class VideoBackbone(nn.Module, ABC):
         those tensors; every other tensor is the backbone's own, shared, not copied."""
         if params is None:
             return self(x_t, t, conditioning)
-        unknown = set(params) - set(self.trained_tensors())
+        own = self.trained_tensors()
+        unknown = set(params) - set(own)
         if unknown:
             raise KeyError(f'params name tensors that are not trained tensors of '
                            f'{type(self).__name__}: {sorted(unknown)[:5]}')
-        return functional_call(self, dict(params), (x_t, t, conditioning))
+        if not any(isinstance(p, DTensor) for p in own.values()):
+            return functional_call(self, dict(params), (x_t, t, conditioning))
+        with torch.no_grad():
+            # FSDP2: the root keeps its gathered weights after a forward; gather ``params`` afresh
+            sharded = [m for m in self.denoiser().modules() if isinstance(m, FSDPModule)]
+            for module in sharded:
+                module.reshard()
+            saved = {name: own[name].to_local().clone() for name in params}
+            try:
+                for name, value in params.items():
+                    own[name].to_local().copy_(value.to_local())
+                return self(x_t, t, conditioning)
+            finally:
+                for module in sharded:
+                    module.reshard()
+                for name, value in saved.items():
+                    own[name].to_local().copy_(value)
+
+    def shard_units(self) -> list[nn.Module]:
+        """The denoiser's blocks that FSDP shards (and gathers) one at a time: by default the
+        elements of its largest ``nn.ModuleList`` (by parameter count), e.g. CogVideoX's
+        ``transformer_blocks``; a backbone whose blocks live elsewhere overrides this."""
+        lists = [m for m in self.denoiser().modules() if isinstance(m, nn.ModuleList)]
+        if not lists:
+            raise ValueError(f'{type(self.denoiser()).__name__} has no nn.ModuleList of blocks: '
+                             f'override {type(self).__name__}.shard_units for FSDP')
+        largest = max(lists, key=lambda m: sum(p.numel() for p in m.parameters()))
+        return list(largest)
 
     def trained_tensors(self) -> dict[str, nn.Parameter]:
         """The parameters that train (``requires_grad``), by name in the backbone."""

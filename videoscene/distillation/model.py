@@ -28,6 +28,14 @@ and scheduler states) and not the frozen weights, which come from the sources th
 (the backbone's model folder, the reconstructor's checkpoint); loading checks that the keys a
 checkpoint lacks are exactly those frozen ones.
 
+FSDP2 (``strategy=dict(type='FSDP2Strategy', ...)``, :meth:`LeapFlowDistillation.shard`): the
+denoiser's blocks and the denoiser are sharded with ``fully_shard`` (frozen and trained weights
+alike; gradients and AdamW states follow the trained shards); the teacher and target copies become
+shards laid out like the trained tensors; the VAE, encoders and reconstructor stay whole on every
+rank; a learned policy is wrapped in DDP.  With a bfloat16 backbone the trained tensors are kept
+in float32 (master weights, gathered in the policy's ``param_dtype``) and the teacher's copy in
+bfloat16.
+
 DDP: use ``model_wrapper_cfg=dict(type='MMSeparateDistributedDataParallel')``.  It wraps the
 backbone and a learned policy each in DDP and calls this model's :meth:`train_step` with the
 ``OptimWrapperDict``; the student's gradient-carrying evaluation goes through the wrapped
@@ -43,6 +51,9 @@ from mmengine.dist import all_reduce
 from mmengine.model import BaseModel, is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from torch import Tensor, nn
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.nn.parallel import DistributedDataParallel
 
 from videoscene.backbones import VideoBackbone
 from videoscene.errors import CheckpointError
@@ -167,6 +178,25 @@ class LeapFlowDistillation(BaseModel):
         return frozenset(key for key in keys if key.startswith(('backbone.', 'reconstructor.',
                                                                 'teacher.'))
                          and key not in trained)
+
+    def shard(self, mesh: DeviceMesh, mp_policy: MixedPrecisionPolicy,
+              reshard_after_forward: bool = True) -> None:
+        """Shard for FSDP2 over ``mesh`` (called once by ``FSDP2Strategy`` before the optimizers
+        are built; see the module docstring)."""
+        shell = self.shell
+        if mp_policy.param_dtype is not None:
+            for tensor in shell.trained_tensors().values():
+                tensor.data = tensor.data.float()
+        options = dict(mesh=mesh, mp_policy=mp_policy, reshard_after_forward=reshard_after_forward)
+        for block in shell.shard_units():
+            fully_shard(block, **options)
+        fully_shard(shell.denoiser(), **options)
+        trained = shell.trained_tensors()
+        self.teacher = TrainedCopy(trained, dtype=shell.dtype)
+        self.target = TrainedCopy(trained)
+        if self.policy_learns:
+            device_ids = [torch.cuda.current_device()] if mesh.device_type == 'cuda' else None
+            self.policy = DistributedDataParallel(self.policy, device_ids=device_ids)
 
     # ------------------------------------------------------------------ training
     def train_step(self, data: dict, optim_wrapper: OptimWrapperDict) -> dict[str, Tensor]:

@@ -20,13 +20,15 @@ class TrainedCopy(nn.Module):
 
     Buffer names replace ``.`` by ``:`` (a buffer name cannot contain a dot), so the state-dict keys
     read like the backbone's, e.g. ``target.transformer:transformer_blocks:0:attn1:to_q:weight``.
+    ``dtype``: store the copy in this dtype (default: the tensors' own).  Copies of FSDP2-sharded
+    parameters are ``DTensor`` shards laid out like them.
     """
 
-    def __init__(self, tensors: Mapping[str, torch.Tensor]) -> None:
+    def __init__(self, tensors: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.names = list(tensors)
         for name, tensor in tensors.items():
-            self.register_buffer(name.replace('.', ':'), tensor.detach().clone())
+            self.register_buffer(name.replace('.', ':'), tensor.detach().to(dtype, copy=True))
 
     def as_params(self) -> dict[str, torch.Tensor]:
         """``{backbone name: tensor}`` for :meth:`VideoBackbone.predict`."""

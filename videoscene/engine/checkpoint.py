@@ -32,6 +32,8 @@ from safetensors.torch import load_file
 
 from videoscene.errors import CheckpointError
 
+from .sharded_checkpoint import consolidate, sharded_problem
+
 __all__ = ['LAST_CHECKPOINT', 'PARTIAL_SUFFIX', 'checkpoint_problem', 'commit_partial',
            'find_resume_checkpoint', 'load_from_trusted_local', 'partial_name',
            'trusted_local_checkpoints', 'write_last_checkpoint']
@@ -80,8 +82,11 @@ def checkpoint_problem(path: str) -> str | None:
 
     A ``.pth``/``.pt`` file must be a torch zip archive whose central directory (written last) is
     there: this catches the 0-byte and truncated files an interrupted non-atomic write leaves,
-    without reading the whole file.
+    without reading the whole file.  A folder must be a complete sharded checkpoint
+    (:func:`~videoscene.engine.sharded_checkpoint.sharded_problem`).
     """
+    if osp.isdir(path):
+        return sharded_problem(path)
     if not osp.isfile(path):
         return 'does not exist'
     if osp.getsize(path) == 0:
@@ -97,7 +102,8 @@ def checkpoint_problem(path: str) -> str | None:
 
 
 def load_from_trusted_local(filename: str, map_location=None, resuming: bool = False) -> dict:
-    """Load a local checkpoint the user named, unpickling fully (``.safetensors``: tensors only).
+    """Load a local checkpoint the user named, unpickling fully (``.safetensors``: tensors only;
+    a sharded checkpoint folder: consolidated to the single-process checkpoint in memory).
 
     ``resuming``: the file must hold the Runner's training state (``meta`` and ``state_dict``).
 
@@ -110,7 +116,9 @@ def load_from_trusted_local(filename: str, map_location=None, resuming: bool = F
         raise CheckpointError(filename, problem)
     print_log(f'Loading trusted local checkpoint {filename}.', logger='current')
     try:
-        if filename.endswith('.safetensors'):
+        if osp.isdir(filename):
+            checkpoint = consolidate(filename)
+        elif filename.endswith('.safetensors'):
             device = map_location if isinstance(map_location, (str, torch.device)) else 'cpu'
             checkpoint = load_file(filename, device=str(device))
         else:

@@ -1,4 +1,5 @@
-"""The Runner used by ``tools/train.py`` and ``tools/test.py``."""
+"""The Runners used by ``tools/train.py`` and ``tools/test.py``: MMEngine's ``Runner``, and its
+``FlexibleRunner`` for configs with a ``strategy`` (FSDP2, DeepSpeed), with the same resume rules."""
 from __future__ import annotations
 
 import os.path as osp
@@ -7,18 +8,57 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.dist import is_distributed, master_only
 from mmengine.fileio import LocalBackend, get_file_backend
-from mmengine.runner import Runner
+from mmengine.runner import FlexibleRunner, Runner
 
 from videoscene.errors import CheckpointError
-from videoscene.registry import RUNNERS
+from videoscene.registry import RUNNERS, STRATEGIES
 
 from .checkpoint import commit_partial, find_resume_checkpoint, partial_name, trusted_local_checkpoints
 
 _MAX_MISMATCH_CHARS = 2000  # how much of a key-mismatch report an error message quotes
 
 
+class _ResumeFromCompleteCheckpoints:
+    """``--resume`` without a file continues from
+    :func:`~videoscene.engine.checkpoint.find_resume_checkpoint`: ``last_checkpoint`` when it names
+    a complete checkpoint, else the newest complete ``iter_N.pth``; it refuses to restart from
+    iteration 0 over unreadable checkpoints unless the config sets ``restart_if_unreadable=True``.
+    Resuming unpickles the named local file fully (see :mod:`videoscene.engine.checkpoint`)."""
+
+    def load_or_resume(self) -> None:
+        if not self._has_loaded and self._resume and self._load_from is None:
+            found, note = find_resume_checkpoint(
+                self.work_dir, bool(self.cfg.get('restart_if_unreadable', False)))
+            if note:
+                self.logger.warning(note)
+            if found is not None:
+                self.logger.info(f'Resuming from {found}.')
+                self.resume(found)
+                self._has_loaded = True
+            return
+        super().load_or_resume()
+
+    def resume(self, filename: str, resume_optimizer: bool = True,
+               resume_param_scheduler: bool = True, map_location='default') -> None:
+        with trusted_local_checkpoints(resuming=True):
+            super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
+
+
 @RUNNERS.register_module()
-class VideoSceneRunner(Runner):
+class VideoSceneFlexibleRunner(_ResumeFromCompleteCheckpoints, FlexibleRunner):
+    """MMEngine's ``FlexibleRunner`` (a ``strategy`` builds, wraps and checkpoints the model) with
+    the resume rules of :class:`VideoSceneRunner`; ``tools/train.py`` uses it when the config has
+    a ``strategy``.  Checkpoint writes are the strategy's (``FSDP2Strategy``: atomic folders).
+    Strategy types resolve in the videoscene scope (ours, then MMEngine's)."""
+
+    def build_strategy(self, strategy=None, *args, **kwargs):
+        if isinstance(strategy, dict) and isinstance(strategy.get('type'), str):
+            strategy = dict(strategy, type=STRATEGIES.get(strategy['type']))
+        return super().build_strategy(strategy, *args, **kwargs)
+
+
+@RUNNERS.register_module()
+class VideoSceneRunner(_ResumeFromCompleteCheckpoints, Runner):
     """MMEngine's :class:`~mmengine.runner.Runner` whose checkpoints survive kills and load on
     torch >= 2.6.
 
@@ -66,24 +106,6 @@ class VideoSceneRunner(Runner):
         temporary = partial_name(filename)
         super().save_checkpoint(out_dir, temporary, **arguments)
         commit_partial(osp.join(out_dir, temporary), osp.join(out_dir, filename))
-
-    def load_or_resume(self) -> None:
-        if not self._has_loaded and self._resume and self._load_from is None:
-            found, note = find_resume_checkpoint(
-                self.work_dir, bool(self.cfg.get('restart_if_unreadable', False)))
-            if note:
-                self.logger.warning(note)
-            if found is not None:
-                self.logger.info(f'Resuming from {found}.')
-                self.resume(found)
-                self._has_loaded = True
-            return
-        super().load_or_resume()
-
-    def resume(self, filename: str, resume_optimizer: bool = True,
-               resume_param_scheduler: bool = True, map_location='default') -> None:
-        with trusted_local_checkpoints(resuming=True):
-            super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
 
     def load_weights(self, filename: str) -> None:
         """Load model weights to evaluate from a local file the user named, strictly.

@@ -21,7 +21,8 @@ __all__ = [
     'MODELS', 'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS',
     'HOOKS', 'LOOPS', 'METRICS', 'EVALUATOR', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
     'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'VISUALIZERS', 'VISBACKENDS',
-    'LOG_PROCESSORS', 'FUNCTIONS', 'RUNNERS', 'RECONSTRUCTORS', 'RENDERERS', 'CAMERA_PATHS',
+    'LOG_PROCESSORS', 'FUNCTIONS', 'RUNNERS', 'STRATEGIES', 'RECONSTRUCTORS', 'RENDERERS',
+    'CAMERA_PATHS',
     'VIDEO_BACKBONES', 'NOISE_SCHEDULERS', 'TIMESTEP_POLICIES', 'VIEW_SAMPLERS',
 ]
 
@@ -87,6 +88,7 @@ VISBACKENDS = _child(mm.VISBACKENDS, 'vis_backend', 'videoscene.visualization')
 LOG_PROCESSORS = _child(mm.LOG_PROCESSORS, 'log_processor')
 FUNCTIONS = _child(mm.FUNCTIONS, 'function')
 RUNNERS = _child(mm.RUNNERS, 'runner', 'videoscene.engine')
+STRATEGIES = _child(mm.STRATEGIES, 'strategy', 'videoscene.engine')
 
 # Domain registries: the swap points of the method.
 RECONSTRUCTORS = _domain('reconstructor', 'videoscene.reconstructors')
@@ -101,7 +103,7 @@ ROOT_REGISTRIES: dict[str, VideoSceneRegistry] = {
     r.name: r for r in (MODELS, MODEL_WRAPPERS, WEIGHT_INITIALIZERS, DATASETS, DATA_SAMPLERS,
                         TRANSFORMS, HOOKS, LOOPS, METRICS, EVALUATOR, OPTIMIZERS, OPTIM_WRAPPERS,
                         OPTIM_WRAPPER_CONSTRUCTORS, PARAM_SCHEDULERS, VISUALIZERS, VISBACKENDS,
-                        LOG_PROCESSORS, FUNCTIONS, RUNNERS)}
+                        LOG_PROCESSORS, FUNCTIONS, RUNNERS, STRATEGIES)}
 DOMAIN_REGISTRIES: dict[str, VideoSceneRegistry] = {
     r.name: r for r in (RECONSTRUCTORS, RENDERERS, CAMERA_PATHS, VIDEO_BACKBONES,
                         NOISE_SCHEDULERS, TIMESTEP_POLICIES, VIEW_SAMPLERS)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 import re
+import shutil
 
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
@@ -27,7 +28,8 @@ class AtomicCheckpointHook(CheckpointHook):
        *before* writing the new one, so with ``max_keep_ckpts=1`` a kill mid-write left nothing).
 
     A kill between two steps leaves an extra complete file, never a missing or torn one.
-    ``before_train`` removes the hidden ``.*.partial`` files an interrupted write left behind.
+    ``before_train`` removes the hidden ``.*.partial`` files (and sharded checkpoint folders) an
+    interrupted write left behind.
     """
 
     def before_train(self, runner) -> None:
@@ -40,7 +42,8 @@ class AtomicCheckpointHook(CheckpointHook):
         for folder in sorted(folders):
             for name in sorted(os.listdir(folder)) if osp.isdir(folder) else []:
                 if _PARTIAL.fullmatch(name):
-                    os.remove(osp.join(folder, name))
+                    path = osp.join(folder, name)
+                    shutil.rmtree(path) if osp.isdir(path) else os.remove(path)
                     runner.logger.warning(f'Removed {osp.join(folder, name)}, left by an '
                                           'interrupted checkpoint write.')
 

@@ -1,0 +1,10 @@
+"""Starting two-process (gloo, CPU) runs in the distributed tests."""
+from __future__ import annotations
+
+import socket
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]

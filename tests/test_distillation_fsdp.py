@@ -1,0 +1,151 @@
+"""Two-process FSDP2 (gloo, CPU) distillation through FSDP2Strategy and FlexibleRunner: it equals a
+one-process run with the same global batch, its sharded checkpoints consolidate to the
+single-process format, and resuming a sharded checkpoint continues exactly."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from _distributed import free_port
+from mmengine.config import Config
+
+from videoscene.backbones.tiny import save_tiny_cogvideox
+from videoscene.engine.checkpoint import checkpoint_problem, load_from_trusted_local
+from videoscene.engine.sharded_checkpoint import consolidate
+from videoscene.policies import Decision, GridPolicy
+from videoscene.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+
+REPO = Path(__file__).resolve().parents[1]
+ITERS, FREEZE = 4, 2
+
+
+def torchrun(folder: Path, config: Path, work_dir: Path, *extra: str) -> str:
+    port = str(free_port())
+    env = dict(os.environ, MASTER_ADDR='127.0.0.1', MASTER_PORT=port, OMP_NUM_THREADS='1')
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc-per-node', '2',
+                             '--master-port', port, str(REPO / 'tests/_fsdp_distillation_worker.py'),
+                             str(config), str(folder), str(work_dir), *extra],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('fsdp')
+    teacher = save_tiny_cogvideox(folder / 'teacher')
+    config = folder / 'fsdp_config.py'
+    config.write_text(f"""_base_ = [{str(REPO / 'configs/distillation/tiny_cogvideox_synthetic.py')!r}]
+model = dict(backbone=dict(pretrained={str(teacher)!r},
+                           prompt_embedding={str(teacher / 'prompt_embeds.safetensors')!r}),
+             reconstructor=dict(_delete_=True, type='DepthUnprojection'),
+             reconstructor_checkpoint=None, policy=dict(channels=(8, 8, 8, 8), groups=4))
+train_dataloader = dict(batch_size=2, dataset=dict(num_scenes=4))
+param_scheduler = None
+train_cfg = dict(max_iters={ITERS})
+custom_hooks = [dict(type='IterationSeedHook'), dict(type='TargetEMAHook', decay=0.9),
+                dict(type='PolicyScheduleHook', train_iters={FREEZE})]
+default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=2), logger=dict(interval=1))
+strategy = dict(type='FSDP2Strategy')
+model_wrapper_cfg = None
+""")
+    log = torchrun(folder, config, folder / 'work')
+    ranks = [torch.load(folder / f'rank{r}.pt', weights_only=False) for r in (0, 1)]
+    return folder, config, ranks, log
+
+
+def test_the_denoiser_is_sharded_and_checkpoints_are_complete_folders(run):
+    folder, _, ranks, log = run
+    sharded = ranks[0]['sharded']
+    assert sharded['backbone.transformer.transformer_blocks.0.attn1.to_q.weight'] == 'DTensor'
+    assert sharded['backbone.vae.encoder.conv_in.conv.weight'] == 'Parameter'     # the shell stays whole
+    assert 'policy is frozen from iteration 3' in log
+    for step in (2, 4):
+        path = folder / 'work' / f'iter_{step}.pth'
+        assert path.is_dir() and checkpoint_problem(str(path)) is None
+        assert len(list(path.glob('__*_0.distcp'))) == 2          # each rank wrote its shards
+    assert (folder / 'work' / 'last_checkpoint').read_text().strip().endswith('iter_4.pth')
+    assert not list((folder / 'work').glob('.*partial'))
+    broken = folder / 'broken.pth'
+    broken.mkdir()
+    assert 'not a complete sharded checkpoint' in checkpoint_problem(str(broken))
+
+
+def test_two_ranks_equal_one_process_with_the_same_global_batch(run, monkeypatch):
+    folder, config, ranks, _ = run
+    cfg = Config.fromfile(config)
+    final = consolidate(str(folder / 'work' / 'iter_4.pth'))
+    assert final['meta']['iter'] == ITERS
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(ranks[0]['initial'])
+    optim = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type=cfg.optim_wrapper.constructor,
+        optim_wrapper_cfg={k: v for k, v in cfg.optim_wrapper.items() if k != 'constructor'}))(model)
+    records = ranks
+    assert all(len(r['noise']) == ITERS for r in records)
+    assert not torch.equal(records[0]['noise'][0], records[1]['noise'][0])   # the batch was split
+    replay = {}
+
+    def select(policy, latents):
+        distribution = policy.distribution(latents)
+        index = torch.searchsorted(policy.candidates, replay['t'])
+        return Decision(replay['t'], distribution.log_prob(index), distribution.entropy())
+
+    monkeypatch.setattr(GridPolicy, 'select', select)
+    monkeypatch.setattr(torch, 'randn_like', lambda tensor, *a, **k: replay['noise'])
+    for it in range(ITERS):
+        batch = {part: {key: torch.cat([r['batches'][it][part][key] for r in records])
+                        for key in records[0]['batches'][it][part]} for part in ('context', 'target')}
+        replay['noise'] = torch.cat([r['noise'][it] for r in records])
+        replay['t'] = torch.cat([r['t'][it] for r in records])
+        model.policy_frozen = it >= FREEZE
+        model.train_step(batch, optim)
+        model.update_target(0.9)
+    state = model.state_dict()
+    assert state.keys() == final['state_dict'].keys()
+    for key, value in state.items():
+        # summation order differs between the reduce-scatter / all-reduce and one batch (see
+        # test_distillation_ddp.py for the policy's tolerance)
+        atol = 1e-4 if key.startswith('policy.') else 1e-5
+        torch.testing.assert_close(value, final['state_dict'][key], atol=atol, rtol=1e-4, msg=key)
+    initial = ranks[0]['initial']
+    moved = {k.split('.')[0] for k in final['state_dict']
+             if not torch.equal(final['state_dict'][k], initial[k])}
+    assert {'backbone', 'target', 'policy'} <= moved
+    # the consolidated optimizer states are the one-process run's, in its index-keyed layout
+    for name in ('student', 'policy'):
+        ours = optim[name].state_dict()
+        theirs = final['optimizer'][name]
+        assert ours['state'].keys() == theirs['state'].keys()
+        for index, entry in ours['state'].items():
+            for key, value in entry.items():
+                torch.testing.assert_close(value, theirs['state'][index][key], atol=1e-4,
+                                           rtol=1e-3, msg=f'{name} {index} {key}')
+
+
+def test_resuming_a_sharded_checkpoint_continues_exactly(run, tmp_path):
+    folder, config, _, _ = run
+    log = torchrun(tmp_path, config, tmp_path / 'work', str(folder / 'work' / 'iter_2.pth'))
+    assert 'resumed epoch: 0, iter: 2' in log
+    first = consolidate(str(folder / 'work' / 'iter_4.pth'))['state_dict']
+    resumed = consolidate(str(tmp_path / 'work' / 'iter_4.pth'))['state_dict']
+    for key in first:
+        assert torch.equal(first[key], resumed[key]), key
+
+
+def test_tools_read_a_sharded_checkpoint_as_its_consolidated_file(run, tmp_path):
+    folder, _, _, _ = run
+    result = subprocess.run([sys.executable, str(REPO / 'tools/consolidate_checkpoint.py'),
+                             str(folder / 'work' / 'iter_4.pth'), '--out',
+                             str(tmp_path / 'single.pth')], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    single = load_from_trusted_local(str(tmp_path / 'single.pth'))
+    direct = load_from_trusted_local(str(folder / 'work' / 'iter_4.pth'))
+    assert single['state_dict'].keys() == direct['state_dict'].keys()
+    assert all(torch.equal(single['state_dict'][k], direct['state_dict'][k])
+               for k in single['state_dict'])
+    assert single['meta']['iter'] == ITERS and 'message_hub' in single
