@@ -47,7 +47,8 @@ def main(config: str, out: str, work_dir: str, resume: str = '') -> None:
     def recording_shard(self, mesh, mp_policy, reshard_after_forward=True):
         record['initial'] = {k: v.clone() for k, v in get_state_dict(self).items()}
         shard(self, mesh, mp_policy, reshard_after_forward)
-        record['sharded'] = {name: type(p).__name__ for name, p in self.named_parameters()}
+        record['sharded'] = {name: (type(t).__name__, t.dtype) for name, t in
+                             list(self.named_parameters()) + list(self.named_buffers())}
 
     LeapFlowDistillation.losses = recording_losses
     GridPolicy.select = recording_select

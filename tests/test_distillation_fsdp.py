@@ -3,7 +3,9 @@ one-process run with the same global batch, its sharded checkpoints consolidate 
 single-process format, and resuming a sharded checkpoint continues exactly."""
 from __future__ import annotations
 
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,8 +63,9 @@ model_wrapper_cfg = None
 def test_the_denoiser_is_sharded_and_checkpoints_are_complete_folders(run):
     folder, _, ranks, log = run
     sharded = ranks[0]['sharded']
-    assert sharded['backbone.transformer.transformer_blocks.0.attn1.to_q.weight'] == 'DTensor'
-    assert sharded['backbone.vae.encoder.conv_in.conv.weight'] == 'Parameter'     # the shell stays whole
+    assert sharded['backbone.transformer.transformer_blocks.0.attn1.to_q.weight'][0] == 'DTensor'
+    assert sharded['backbone.vae.encoder.conv_in.conv.weight'][0] == 'Parameter'  # the shell: whole
+    assert sharded['target.transformer:transformer_blocks:0:attn1:to_q:weight'][0] == 'DTensor'
     assert 'policy is frozen from iteration 3' in log
     for step in (2, 4):
         path = folder / 'work' / f'iter_{step}.pth'
@@ -135,6 +138,31 @@ def test_resuming_a_sharded_checkpoint_continues_exactly(run, tmp_path):
     resumed = consolidate(str(tmp_path / 'work' / 'iter_4.pth'))['state_dict']
     for key in first:
         assert torch.equal(first[key], resumed[key]), key
+
+
+def test_bfloat16_backbone_keeps_float32_master_weights(run, tmp_path):
+    """The recipe's precision: frozen weights and the teacher's copy in bfloat16, the trained
+    tensors and the EMA target in float32, weights gathered in bfloat16."""
+    folder, config, _, _ = run
+    bf16 = tmp_path / 'bf16_config.py'
+    bf16.write_text(f"""_base_ = [{str(config)!r}]
+model = dict(backbone=dict(dtype='bfloat16'), trainable='attention')
+train_cfg = dict(max_iters=2)
+strategy = dict(mixed_precision=dict(param_dtype='bfloat16', reduce_dtype='float32'))
+""")
+    log = torchrun(tmp_path, bf16, tmp_path / 'work')
+    sharded = torch.load(tmp_path / 'rank0.pt', weights_only=False)['sharded']
+    block = 'transformer.transformer_blocks.0.'
+    assert sharded[f'backbone.{block}attn1.to_q.weight'] == ('DTensor', torch.float32)
+    assert sharded[f'backbone.{block}ff.net.0.proj.weight'] == ('DTensor', torch.bfloat16)
+    assert sharded['backbone.vae.encoder.conv_in.conv.weight'] == ('Parameter', torch.bfloat16)
+    key = block.replace('.', ':') + 'attn1:to_q:weight'
+    assert sharded[f'teacher.{key}'] == ('DTensor', torch.bfloat16)
+    assert sharded[f'target.{key}'] == ('DTensor', torch.float32)
+    losses = [float(v) for v in re.findall(r'loss_consistency: ([-\d.e]+)', log)]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    final = consolidate(str(tmp_path / 'work' / 'iter_2.pth'))['state_dict']
+    assert final[f'backbone.{block}attn1.to_q.weight'].dtype == torch.float32
 
 
 def test_tools_read_a_sharded_checkpoint_as_its_consolidated_file(run, tmp_path):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 import shutil
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -173,7 +174,9 @@ def consolidate(path: str) -> dict:
     entries = dcp.FileSystemReader(path).read_metadata().state_dict_metadata
     flat = {key: torch.empty(tuple(entry.size), dtype=entry.properties.dtype)
             for key, entry in entries.items()}            # DCP's flattened keys, full shapes
-    dcp.load(flat, checkpoint_id=path, no_dist=True)
+    with warnings.catch_warnings():     # DCP warns that it loads in one process: that is the point
+        warnings.filterwarnings('ignore', 'torch.distributed is disabled')
+        dcp.load(flat, checkpoint_id=path, no_dist=True)
     checkpoint = dict(extra, state_dict={key[len('state_dict.'):]: value for key, value in
                                          flat.items() if key.startswith('state_dict.')})
     layout = checkpoint.pop('optimizer_layout', None)
