@@ -14,6 +14,7 @@ import pytest
 import torch
 from _distributed import free_port
 from mmengine.config import Config
+from safetensors.torch import load_file
 
 from videoscene.backbones.tiny import save_tiny_cogvideox
 from videoscene.engine.checkpoint import checkpoint_problem, load_from_trusted_local
@@ -177,3 +178,39 @@ def test_tools_read_a_sharded_checkpoint_as_its_consolidated_file(run, tmp_path)
     assert all(torch.equal(single['state_dict'][k], direct['state_dict'][k])
                for k in single['state_dict'])
     assert single['meta']['iter'] == ITERS and 'message_hub' in single
+
+
+def test_teacher_fine_tune_trains_sharded_and_tools_test_reads_its_folder(tmp_path):
+    """Stage 2 under FSDP2Strategy through tools/train.py; tools/test.py evaluates the folder."""
+    teacher = save_tiny_cogvideox(tmp_path / 'tiny')
+    config = tmp_path / 'teacher_fsdp.py'
+    config.write_text(f"""_base_ = [{str(REPO / 'configs/teacher/tiny_cogvideox_synthetic.py')!r}]
+model = dict(backbone=dict(pretrained={str(teacher)!r},
+                           prompt_embedding={str(teacher / 'prompt_embeds.safetensors')!r}),
+             sample_steps=2)
+train_dataloader = dict(batch_size=2)
+test_dataloader = dict(dataset=dict(num_scenes=1))
+param_scheduler = None
+train_cfg = dict(max_iters=2)
+default_hooks = dict(checkpoint=dict(interval=2), logger=dict(interval=1))
+strategy = dict(type='FSDP2Strategy')
+work_dir = {str(tmp_path / 'work')!r}
+""")
+    port = str(free_port())
+    env = dict(os.environ, MASTER_ADDR='127.0.0.1', MASTER_PORT=port, OMP_NUM_THREADS='1')
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc-per-node', '2',
+                             '--master-port', port, 'tools/train.py', str(config), '--launcher',
+                             'pytorch'], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    folder = tmp_path / 'work' / 'iter_2.pth'
+    assert folder.is_dir() and checkpoint_problem(str(folder)) is None
+    trained = consolidate(str(folder))['state_dict']
+    start = load_file(teacher / 'transformer' / 'diffusion_pytorch_model.safetensors')
+    key = 'transformer_blocks.0.attn1.to_q.weight'
+    assert not torch.equal(trained[f'backbone.transformer.{key}'], start[key])   # it trained
+    result = subprocess.run([sys.executable, 'tools/test.py', str(config), str(folder), '--out',
+                             str(tmp_path / 'test')], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert 'teacher' in (tmp_path / 'test' / 'metrics.md').read_text()

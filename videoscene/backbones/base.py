@@ -16,8 +16,7 @@ A backbone is a frozen shell (VAE, condition encoders, prompt embeddings) around
 :meth:`VideoBackbone.predict` can replace the trained tensors (:meth:`VideoBackbone.trained_tensors`)
 by another set, ``params``, while every frozen tensor is shared.  That is how one backbone plays
 the teacher, the student and the EMA target of distillation with the frozen weights held once.
-When the denoiser is sharded with torch's FSDP2 (``fully_shard`` on :meth:`VideoBackbone.shard_units`
-and the denoiser), parameters are ``DTensor`` shards gathered by FSDP's hooks, which a
+When the denoiser is sharded with torch's FSDP2 (:meth:`VideoBackbone.shard`), parameters are ``DTensor`` shards gathered by FSDP's hooks, which a
 ``functional_call`` cannot replace: ``predict`` then copies the ``params`` shards into the
 parameters' local shards for the call and restores them after (one local shard set held in between).
 
@@ -35,7 +34,8 @@ from pathlib import Path
 import torch
 from mmengine.logging import print_log
 from torch import nn
-from torch.distributed.fsdp import FSDPModule
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 from torch.func import functional_call
 
@@ -212,6 +212,20 @@ class VideoBackbone(nn.Module, ABC):
                              f'override {type(self).__name__}.shard_units for FSDP')
         largest = max(lists, key=lambda m: sum(p.numel() for p in m.parameters()))
         return list(largest)
+
+    def shard(self, mesh: DeviceMesh, mp_policy: MixedPrecisionPolicy,
+              reshard_after_forward: bool = True) -> None:
+        """FSDP2: ``fully_shard`` each of :meth:`shard_units`, then the denoiser (frozen and
+        trained weights alike); the VAE and condition encoders stay whole.  With a
+        ``mp_policy.param_dtype`` the trained tensors become float32 master weights (gathered in
+        that dtype), whatever this backbone's dtype."""
+        if mp_policy.param_dtype is not None:
+            for tensor in self.trained_tensors().values():
+                tensor.data = tensor.data.float()
+        options = dict(mesh=mesh, mp_policy=mp_policy, reshard_after_forward=reshard_after_forward)
+        for block in self.shard_units():
+            fully_shard(block, **options)
+        fully_shard(self.denoiser(), **options)
 
     def trained_tensors(self) -> dict[str, nn.Parameter]:
         """The parameters that train (``requires_grad``), by name in the backbone."""

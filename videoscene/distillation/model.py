@@ -52,7 +52,7 @@ from mmengine.model import BaseModel, is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from torch import Tensor, nn
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy
 from torch.nn.parallel import DistributedDataParallel
 
 from videoscene.backbones import VideoBackbone
@@ -184,13 +184,7 @@ class LeapFlowDistillation(BaseModel):
         """Shard for FSDP2 over ``mesh`` (called once by ``FSDP2Strategy`` before the optimizers
         are built; see the module docstring)."""
         shell = self.shell
-        if mp_policy.param_dtype is not None:
-            for tensor in shell.trained_tensors().values():
-                tensor.data = tensor.data.float()
-        options = dict(mesh=mesh, mp_policy=mp_policy, reshard_after_forward=reshard_after_forward)
-        for block in shell.shard_units():
-            fully_shard(block, **options)
-        fully_shard(shell.denoiser(), **options)
+        shell.shard(mesh, mp_policy, reshard_after_forward)
         trained = shell.trained_tensors()
         self.teacher = TrainedCopy(trained, dtype=shell.dtype)
         self.target = TrainedCopy(trained)

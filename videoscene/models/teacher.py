@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from mmengine.model import BaseModel
 from torch import Tensor
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.fsdp import MixedPrecisionPolicy
 
 from videoscene.backbones import VideoBackbone
 from videoscene.pipelines.sampling import Guidance, denoise
@@ -56,6 +58,11 @@ class InterpolationTeacher(BaseModel):
         self.timestep_range = (low, high)
         self.sample_steps = sample_steps
         self.guidance_scale = guidance_scale
+
+    def shard(self, mesh: DeviceMesh, mp_policy: MixedPrecisionPolicy,
+              reshard_after_forward: bool = True) -> None:
+        """FSDP2 (``FSDP2Strategy``): the backbone's denoiser sharded (:meth:`VideoBackbone.shard`)."""
+        self.backbone.shard(mesh, mp_policy, reshard_after_forward)
 
     def forward(self, context: dict[str, Tensor], target: dict[str, Tensor], scene=None,
                 mode: str = 'loss') -> dict[str, Tensor] | list[dict]:
