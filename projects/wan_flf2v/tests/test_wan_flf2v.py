@@ -251,3 +251,44 @@ def test_save_pretrained_reloads_the_same_model(tiny, tmp_path):
                                backbone.transformer.proj_out.bias + 0.5)
     torch.testing.assert_close(reloaded.negative_prompt_embeds, backbone.negative_prompt_embeds)
     assert reloaded.scheduler_config() == backbone.scheduler_config()
+
+
+def test_prompt_embedding_equals_the_pipelines_encode_prompt(tiny, tmp_path):
+    """``projects.wan_flf2v.encode_prompt`` on a tiny UMT5 + tokenizer saved like Wan's equals
+    ``WanImageToVideoPipeline.encode_prompt`` (cleaning, mask, zeros after the prompt), and the
+    backbone loads the file."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    from projects.wan_flf2v.encode_prompt import main
+
+    folder, backbone, _, _ = tiny
+    words = ['<pad>', '</s>', '<unk>'] + [f'\u2581{w}' for w in 'a static room & chair'.split()]
+    tokenizer = Tokenizer(models.Unigram([(w, 0.0 if i < 3 else -1.0) for i, w in enumerate(words)],
+                                         unk_id=2))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.post_processor = processors.TemplateProcessing(single='$A </s>',
+                                                             special_tokens=[('</s>', 1)])
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token='<pad>', eos_token='</s>',
+                            unk_token='<unk>').save_pretrained(tmp_path / 'tokenizer')
+    width = backbone.prompt_embeds.shape[-1]
+    torch.manual_seed(0)
+    UMT5EncoderModel(UMT5Config(vocab_size=len(words), d_model=width, d_kv=8, d_ff=32,
+                                num_layers=2, num_heads=2)).save_pretrained(tmp_path / 'text_encoder')
+    prompt, length = '  a   room &amp; ', backbone.prompt_embeds.shape[1]      # 6 tokens
+    out = tmp_path / 'prompt.safetensors'
+    main(['--model', str(tmp_path), '--prompt', prompt, '--max-length', str(length),
+          '--out', str(out)])
+    ours = load_file(out)['prompt_embeds']
+    pipeline = WanImageToVideoPipeline(
+        tokenizer=PreTrainedTokenizerFast.from_pretrained(tmp_path / 'tokenizer'),
+        text_encoder=UMT5EncoderModel.from_pretrained(tmp_path / 'text_encoder'),
+        transformer=None, vae=None, image_encoder=None, image_processor=None,
+        scheduler=FlowMatchEulerDiscreteScheduler())
+    reference, _ = pipeline.encode_prompt(prompt, do_classifier_free_guidance=False,
+                                          max_sequence_length=length, device='cpu')
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    assert ours[0, 4:].abs().sum() == 0 and ours[0, :4].abs().sum() > 0   # a room & </s>
+    loaded = VIDEO_BACKBONES.build(dict(type='WanFLF2V', pretrained=str(folder),
+                                        prompt_embedding=str(out)))
+    torch.testing.assert_close(loaded.prompt_embeds, ours)
