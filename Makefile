@@ -15,6 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==26.3
 	$(PY) -m pip install --quiet -e '.[dev]'
+	DS_BUILD_OPS=0 $(PY) -m pip install --quiet --no-build-isolation -e '.[dev,deepspeed]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,10 +1,11 @@
-"""Consolidate a sharded checkpoint folder (FSDP2Strategy) into one single-process checkpoint file.
+"""Consolidate a sharded checkpoint folder (FSDP2Strategy, DeepSpeedStrategy) into one file.
 
     python tools/consolidate_checkpoint.py work_dirs/RUN/iter_N.pth --out iter_N_full.pth [--weights-only]
 
 The file has the layout ``tools/train.py`` writes without a strategy (full tensors; the optimizer
 states by index, as ``OptimWrapperDict`` saves them), so ``tools/infer.py``, ``tools/test.py`` and a
-one-process ``tools/train.py --resume FILE`` read it.  ``--weights-only``: keep the model's tensors
+one-process ``tools/train.py --resume FILE`` read it (a DeepSpeed folder gives the weights and
+``meta`` only: its ZeRO-partitioned optimizer states stay in the folder).  ``--weights-only``: keep the model's tensors
 (``state_dict``) and ``meta`` only.  Runs in one process on the CPU; needs the memory of the
 trained tensors (+ their AdamW states unless ``--weights-only``).  The tools also read the folder
 itself (consolidating it in memory each time).
@@ -28,7 +29,8 @@ from videoscene.errors import CheckpointError, InputError  # noqa: E402
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('folder', help='a sharded checkpoint folder (iter_N.pth/ of a FSDP2 run)')
+    parser.add_argument('folder', help='a sharded checkpoint folder (iter_N.pth/ of a FSDP2 or '
+                        'DeepSpeed run)')
     parser.add_argument('--out', required=True, help='the single-process checkpoint file to write')
     parser.add_argument('--weights-only', action='store_true',
                         help='keep state_dict and meta only (no optimizer, scheduler, logs)')
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     tensors = sum(v.numel() for v in checkpoint['state_dict'].values())
     print(f'{args.folder} -> {out}: {len(checkpoint["state_dict"])} tensors '
           f'({tensors:,} values), iteration {checkpoint["meta"].get("iter")}'
-          + ('' if args.weights_only else ', optimizer and scheduler states kept'))
+          + (', optimizer and scheduler states kept' if 'optimizer' in checkpoint else
+             ', weights only'))
 
 
 if __name__ == '__main__':

@@ -7,8 +7,11 @@ from pathlib import Path
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapperDict
 
 from videoscene.registry import HOOKS
+
+from .optim import POLICY_GROUP
 
 __all__ = ['TargetEMAHook', 'PolicyScheduleHook', 'DistillationVisualizationHook']
 
@@ -53,8 +56,9 @@ class TargetEMAHook(Hook):
 class PolicyScheduleHook(Hook):
     """The policy trains during the first ``train_iters`` iterations (paper: 4000), then is frozen:
     it keeps drawing leaps from its now fixed distribution for the student, without gradient, and
-    its optimizer no longer steps.  Decided from the iteration before each step, so a resumed run
-    freezes at the same iteration."""
+    its optimizer no longer steps (with one optimizer for student and policy, DeepSpeed's, the
+    policy's param group gets learning rate 0 before every step).  Decided from the iteration
+    before each step, so a resumed run freezes at the same iteration."""
 
     def __init__(self, train_iters: int = 4000) -> None:
         if train_iters < 0:
@@ -68,6 +72,10 @@ class PolicyScheduleHook(Hook):
             runner.logger.info(f'PolicyScheduleHook: the policy is frozen from iteration '
                                f'{runner.iter + 1} on (trained for {self.train_iters})')
         model.policy_frozen = frozen
+        if frozen and not isinstance(runner.optim_wrapper, OptimWrapperDict):
+            for group in runner.optim_wrapper.optimizer.param_groups:
+                if group.get('name') == POLICY_GROUP:
+                    group['lr'] = 0.0
 
 
 @HOOKS.register_module()

@@ -1,4 +1,10 @@
-"""Checkpoints of sharded (FSDP2) runs: one folder per checkpoint, written by every rank.
+"""Checkpoints of sharded runs: one folder per checkpoint, written by every rank.
+
+Two layouts: ``FSDP2Strategy``'s (below) and MMEngine's ``DeepSpeedStrategy``'s
+(``mp_rank_00_model_states.pt`` with the whole model's state dict under ``module`` and the
+Runner's entries, plus ``*_optim_states.pt`` per rank with the ZeRO partitions of the optimizer);
+both are checked and consolidated here, DeepSpeed's to weights and ``meta`` only (its
+partitioned optimizer states stay DeepSpeed's, read back by ``--resume`` under the strategy).
 
 A sharded checkpoint is a folder named like MMEngine's files (``iter_N.pth``, as MMEngine's
 DeepSpeed strategy also names its folders) holding
@@ -29,6 +35,7 @@ import os
 import os.path as osp
 import shutil
 import warnings
+import zipfile
 from collections.abc import Mapping
 
 import torch
@@ -44,14 +51,21 @@ __all__ = ['EXTRA', 'consolidate', 'is_sharded_checkpoint', 'load_full_state_dic
 
 EXTRA = 'extra.pth'
 _METADATA = '.metadata'   # written by DCP's coordinator after every rank wrote its shards
+DEEPSPEED_MODEL = 'mp_rank_00_model_states.pt'
 
 
 def is_sharded_checkpoint(path: str) -> bool:
-    return osp.isdir(path)
+    """A folder in ``FSDP2Strategy``'s layout (not DeepSpeed's)."""
+    return osp.isdir(path) and not osp.isfile(osp.join(path, DEEPSPEED_MODEL))
 
 
 def sharded_problem(path: str) -> str | None:
     """Why the folder ``path`` is not a complete sharded checkpoint, or None."""
+    if osp.isfile(osp.join(path, DEEPSPEED_MODEL)):
+        for name in sorted(os.listdir(path)):
+            if name.endswith('.pt') and not zipfile.is_zipfile(osp.join(path, name)):
+                return f'holds {name}, a truncated DeepSpeed checkpoint file (an interrupted write)'
+        return None
     missing = [name for name in (_METADATA, EXTRA) if not osp.isfile(osp.join(path, name))]
     if missing:
         return (f'is a folder without {" and ".join(missing)}: not a complete sharded checkpoint '
@@ -136,6 +150,9 @@ def load_sharded(path: str, model: nn.Module, optim_wrapper=None) -> dict:
     problem = sharded_problem(path)
     if problem is not None:
         raise FileNotFoundError(f'{path} {problem}')
+    if not is_sharded_checkpoint(path):
+        raise ValueError(f'{path} was written by DeepSpeedStrategy: resume it under that strategy, '
+                         'or start a FSDP2 run from its weights with load_from')
     extra = torch.load(osp.join(path, EXTRA), map_location='cpu', weights_only=False)
     state = {'state_dict': get_state_dict(model)}
     layout = extra.pop('optimizer_layout', None)
@@ -166,10 +183,13 @@ def load_sharded(path: str, model: nn.Module, optim_wrapper=None) -> dict:
 def consolidate(path: str) -> dict:
     """The single-process checkpoint dict of the sharded checkpoint folder ``path`` (one process,
     no process group): ``state_dict`` with full tensors, ``optimizer`` in ``OptimWrapperDict``'s
-    layout, and ``extra.pth``'s entries."""
+    layout, and ``extra.pth``'s entries (a DeepSpeed folder: ``state_dict`` and ``meta``)."""
     problem = sharded_problem(path)
     if problem is not None:
         raise FileNotFoundError(f'{path} {problem}')
+    if osp.isfile(osp.join(path, DEEPSPEED_MODEL)):
+        saved = torch.load(osp.join(path, DEEPSPEED_MODEL), map_location='cpu', weights_only=False)
+        return dict(state_dict=saved['module'], meta=saved['meta'])
     extra = torch.load(osp.join(path, EXTRA), map_location='cpu', weights_only=False)
     entries = dcp.FileSystemReader(path).read_metadata().state_dict_metadata
     flat = {key: torch.empty(tuple(entry.size), dtype=entry.properties.dtype)

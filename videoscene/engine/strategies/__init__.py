@@ -1,3 +1,4 @@
+from .deepspeed import DeepSpeedStrategy
 from .fsdp2 import FSDP2Strategy
 
-__all__ = ['FSDP2Strategy']
+__all__ = ['DeepSpeedStrategy', 'FSDP2Strategy']

@@ -20,6 +20,7 @@ Config::
 """
 from __future__ import annotations
 
+import os.path as osp
 import time
 
 import mmengine
@@ -36,8 +37,8 @@ from videoscene.backbones.base import resolve_dtype
 from videoscene.errors import CheckpointError
 from videoscene.registry import STRATEGIES
 
-from ..sharded_checkpoint import (is_sharded_checkpoint, load_full_state_dict, load_sharded,
-                                  save_sharded)
+from ..sharded_checkpoint import (consolidate, is_sharded_checkpoint, load_full_state_dict,
+                                  load_sharded, save_sharded)
 
 __all__ = ['FSDP2Strategy']
 
@@ -105,12 +106,14 @@ class FSDP2Strategy(DDPStrategy):
 
     def load_checkpoint(self, filename: str, *, map_location='cpu', strict: bool = False,
                         revise_keys: list = [(r'^module.', '')], callback=None) -> dict:
-        """``load_from``: the weights of a sharded folder, or of a single-process checkpoint
-        (full tensors, each rank keeping its shards); every tensor the model saves must be there."""
+        """``load_from``: the weights of a sharded folder, of a DeepSpeed folder or of a
+        single-process checkpoint (full tensors, each rank keeping its shards); every tensor the
+        model saves must be there."""
         if is_sharded_checkpoint(filename):
             checkpoint = load_sharded(filename, self.model)
         else:
-            checkpoint = _load_checkpoint(filename, map_location='cpu')
+            checkpoint = consolidate(filename) if osp.isdir(filename) else \
+                _load_checkpoint(filename, map_location='cpu')
             state_dict = checkpoint.pop('state_dict', checkpoint)
             missing = load_full_state_dict(self.model, state_dict)
             if missing:
@@ -124,9 +127,10 @@ class FSDP2Strategy(DDPStrategy):
                resume_param_scheduler: bool = True, map_location='default', callback=None) -> dict:
         """Continue a sharded run from its checkpoint folder (on any number of processes)."""
         if not is_sharded_checkpoint(filename):
-            raise CheckpointError(filename, 'is a single-process checkpoint: FSDP2Strategy resumes '
-                                  'from the folders it writes; start a sharded run from it with '
-                                  'load_from (weights only)')
+            raise CheckpointError(filename, 'is not a FSDP2Strategy checkpoint folder (a single-'
+                                  'process file or a DeepSpeed folder): FSDP2Strategy resumes from '
+                                  'the folders it writes; start a sharded run from its weights '
+                                  'with load_from')
         optim_wrapper = self.optim_wrapper if resume_optimizer else None
         checkpoint = load_sharded(filename, self.model, optim_wrapper)
         if callback is not None:

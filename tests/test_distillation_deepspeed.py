@@ -1,0 +1,128 @@
+"""Two-process DeepSpeed ZeRO-2 (gloo, DeepSpeed's CPU accelerator) distillation through MMEngine's
+DeepSpeedStrategy: one optimizer steps the summed losses, the result equals a one-process run with
+the same global batch and optimizer arrangement, and resuming its checkpoint continues exactly."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from test_distillation_fsdp import FREEZE, ITERS, REPO, torchrun
+from videoscene.backbones.tiny import save_tiny_cogvideox
+from videoscene.engine.checkpoint import checkpoint_problem
+from videoscene.engine.sharded_checkpoint import consolidate
+from videoscene.policies import Decision, GridPolicy
+from videoscene.registry import MODELS
+
+pytest.importorskip('deepspeed', reason="DeepSpeedStrategy's optional dependency "
+                    "(pip install --no-build-isolation -e '.[deepspeed]', as make install does)")
+
+STUDENT_LR, POLICY_LR, WEIGHT_DECAY, CLIP = 2e-4, 1e-3, 1e-4, 1.0
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('deepspeed')
+    teacher = save_tiny_cogvideox(folder / 'teacher')
+    config = folder / 'deepspeed_config.py'
+    config.write_text(f"""_base_ = [{str(REPO / 'configs/distillation/tiny_cogvideox_synthetic.py')!r}]
+model = dict(backbone=dict(pretrained={str(teacher)!r},
+                           prompt_embedding={str(teacher / 'prompt_embeds.safetensors')!r}),
+             reconstructor=dict(_delete_=True, type='DepthUnprojection'),
+             reconstructor_checkpoint=None, policy=dict(channels=(8, 8, 8, 8), groups=4))
+train_dataloader = dict(batch_size=2, dataset=dict(num_scenes=4))
+param_scheduler = None
+train_cfg = dict(max_iters={ITERS})
+custom_hooks = [dict(type='IterationSeedHook'), dict(type='TargetEMAHook', decay=0.9),
+                dict(type='PolicyScheduleHook', train_iters={FREEZE})]
+default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=2), logger=dict(interval=1))
+strategy = dict(type='DeepSpeedStrategy', zero_optimization=dict(stage=2),
+                gradient_clipping={CLIP})
+model_wrapper_cfg = None
+optim_wrapper = dict(_delete_=True, constructor='DistillationOptimWrapperConstructor',
+                     type='DeepSpeedOptimWrapper',
+                     student=dict(optimizer=dict(type='AdamW', lr={STUDENT_LR},
+                                                 weight_decay={WEIGHT_DECAY})),
+                     policy=dict(lr={POLICY_LR}, weight_decay=0.0))
+""")
+    log = torchrun(folder, config, folder / 'work')
+    ranks = [torch.load(folder / f'rank{r}.pt', weights_only=False) for r in (0, 1)]
+    return folder, config, ranks, log
+
+
+def test_checkpoints_are_deepspeed_folders_without_frozen_weights(run, tmp_path):
+    folder, _, _, log = run
+    assert 'policy is frozen from iteration 3' in log
+    path = folder / 'work' / 'iter_4.pth'
+    assert checkpoint_problem(str(path)) is None
+    assert len(list(path.glob('zero_pp_rank_*_optim_states.pt'))) == 2    # ZeRO-2 partitions
+    state = consolidate(str(path))['state_dict']
+    assert not any(key.startswith(('backbone.vae.', 'reconstructor.', 'teacher.')) for key in state)
+    assert any(key.startswith('target.') for key in state)
+    torn = shutil.copytree(path, tmp_path / 'iter_4.pth')
+    (torn / 'zero_pp_rank_1_mp_rank_00_optim_states.pt').write_bytes(b'torn')
+    assert 'truncated' in checkpoint_problem(str(torn))
+
+
+def test_two_ranks_equal_one_process_with_the_same_global_batch(run, monkeypatch):
+    folder, config, ranks, _ = run
+    final = consolidate(str(folder / 'work' / 'iter_2.pth'))['state_dict']
+    model = MODELS.build(Config.fromfile(config).model)
+    model.load_state_dict(ranks[0]['initial'])
+    student = list(model.shell.trained_tensors().values())
+    policy = list(model.policy.parameters())
+    optimizer = torch.optim.AdamW([dict(params=student, lr=STUDENT_LR, weight_decay=WEIGHT_DECAY),
+                                   dict(params=policy, lr=POLICY_LR, weight_decay=0.0)])
+    replay = {}
+
+    def select(policy, latents):
+        distribution = policy.distribution(latents)
+        index = torch.searchsorted(policy.candidates, replay['t'])
+        return Decision(replay['t'], distribution.log_prob(index), distribution.entropy())
+
+    monkeypatch.setattr(GridPolicy, 'select', select)
+    monkeypatch.setattr(torch, 'randn_like', lambda tensor, *a, **k: replay['noise'])
+    for it in range(2):      # the first checkpoint: the policy trained in both iterations
+        batch = {part: {key: torch.cat([r['batches'][it][part][key] for r in ranks])
+                        for key in ranks[0]['batches'][it][part]} for part in ('context', 'target')}
+        replay['noise'] = torch.cat([r['noise'][it] for r in ranks])
+        replay['t'] = torch.cat([r['t'][it] for r in ranks])
+        losses, _ = model.losses(batch['context'], batch['target'])
+        sum(losses.values()).backward()          # what MMDeepSpeedEngineWrapper steps on
+        torch.nn.utils.clip_grad_norm_(student + policy, CLIP)
+        optimizer.step()
+        optimizer.zero_grad()
+        model.update_target(0.9)
+    for key, value in model.state_dict().items():
+        atol = 1e-4 if key.startswith('policy.') else 1e-5
+        torch.testing.assert_close(value, final[key], atol=atol, rtol=1e-4, msg=key)
+    moved = {k.split('.')[0] for k in final if not torch.equal(final[k], ranks[0]['initial'][k])}
+    assert {'backbone', 'target', 'policy'} <= moved
+
+
+def test_the_policy_stops_moving_once_frozen(run):
+    folder, _, _, _ = run
+    at_freeze = consolidate(str(folder / 'work' / 'iter_2.pth'))['state_dict']
+    final = consolidate(str(folder / 'work' / 'iter_4.pth'))['state_dict']
+    policy = [k for k in final if k.startswith('policy.')]
+    assert policy and all(torch.equal(final[k], at_freeze[k]) for k in policy)
+    assert not torch.equal(final['backbone.transformer.proj_out.weight'],
+                           at_freeze['backbone.transformer.proj_out.weight'])
+
+
+def test_resuming_continues_exactly(run, tmp_path):
+    folder, config, _, _ = run
+    log = torchrun(tmp_path, config, tmp_path / 'work', str(folder / 'work' / 'iter_2.pth'))
+    assert 'resumed epoch: 0, iter: 2' in log
+    first = consolidate(str(folder / 'work' / 'iter_4.pth'))['state_dict']
+    resumed = consolidate(str(tmp_path / 'work' / 'iter_4.pth'))['state_dict']
+    for key in first:
+        assert torch.equal(first[key], resumed[key]), key
+
+
+def test_zero3_is_refused_with_the_reason():
+    from videoscene.engine import DeepSpeedStrategy
+    with pytest.raises(ValueError, match='ZeRO-3 is not supported.*FSDP2Strategy'):
+        DeepSpeedStrategy(zero_optimization=dict(stage=3))
