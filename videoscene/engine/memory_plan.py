@@ -46,7 +46,7 @@ import gc
 import multiprocessing
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -59,8 +59,12 @@ __all__ = ['MemoryItem', 'MemoryPlan', 'Sharding', 'build_on_meta', 'plan_memory
            'measure_peak', 'parse_bytes']
 
 GiB = 2 ** 30
-ALPHA = 24.0                # elements per token x width x layer, measured (module docstring)
-ACTIVATION_FLOOR = 0        # bytes of pixel-space work, measured (module docstring)
+# measured on this CPU (module docstring): elements kept per token x width x layer; bytes per
+# video pixel of the no-gradient render / encode stage with the CPU renderer; the process's
+# runtime working memory (autograd, allocator, oneDNN) on top of the tensors
+ALPHA = 23.0
+PIXEL_STAGE_BYTES = 3100
+CPU_RUNTIME_BYTES = 50 * 2 ** 20
 OPTIMIZER_STATES = {'Adam': 2, 'AdamW': 2, 'SGD': None}   # SGD: 1 with momentum, else 0
 JOINT_TEXT_DENOISERS = ('CogVideoXTransformer3DModel',)   # text tokens join the video sequence
 DEFAULT_TEXT_TOKENS = 226   # CogVideoX's T5 length, for a prompt embedding file not at hand
@@ -214,7 +218,6 @@ class MemoryPlan:
     counts: dict[str, int]
     sharding: Sharding
     workload: str
-    notes: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> float:
@@ -237,11 +240,18 @@ class MemoryPlan:
         lines = [f'workload: {self.workload}', f'placement: {self.sharding.describe()}',
                  'parameters: ' + ', '.join(f'{name} {count:,}' for name, count in
                                             self.counts.items()),
-                 '', f'{"per device":<{width}}  {"GiB":>9}  detail']
-        lines += [f'{item.name:<{width}}  {item.bytes / GiB:>9.3f}  {item.detail}'
+                 '', f'{"per device":<{width}}  {"size":>10}  detail']
+        lines += [f'{item.name:<{width}}  {_size(item.bytes):>10}  {item.detail}'
                   for item in self.items]
-        lines += [f'{"total":<{width}}  {self.total / GiB:>9.3f}', '', self.verdict(capacity)]
-        return '\n'.join(lines + self.notes)
+        lines += [f'{"total":<{width}}  {_size(self.total):>10}', '', self.verdict(capacity)]
+        return '\n'.join(lines)
+
+
+def _size(nbytes: float) -> str:
+    for unit, scale in (('GiB', GiB), ('MiB', 2 ** 20), ('KiB', 2 ** 10)):
+        if nbytes >= scale:
+            return f'{nbytes / scale:.2f} {unit}'
+    return f'{nbytes:.0f} B'
 
 
 def _bytes(tensors: Iterable[torch.Tensor], dtype: torch.dtype | None = None) -> int:
@@ -429,18 +439,28 @@ def plan_memory(cfg: Config, world_size: int = 1, batch: int | None = None,
     else:
         compute = backbone.dtype
     e = compute.itemsize
+    pixels = batch * frames * height * width
+    cpu_renderer = (cfg.model.get('renderer') or {}).get('type') == 'torch'
     if sharding.checkpointing:
         activations = tokens * D * L * e + ALPHA * tokens * D * e
         formula = f'N x D x L x {e} + {ALPHA:g} x N x D x {e}'
     else:
         activations = ALPHA * tokens * D * L * e
         formula = f'{ALPHA:g} x N x D x L x {e}'
-    items.append(MemoryItem('activations (one step)', activations + ACTIVATION_FLOOR,
-                            f'{formula}, N = {batch} x ({video_tokens} + {text_tokens}) tokens, '
-                            f'D = {D}, L = {L}'))
-    counts = {'backbone': _numel(_tensors(backbone)), 'denoiser': _numel(_tensors(denoiser)),
-              'trained': trained_scalars, 'reconstructor': _numel(reconstructor),
-              'policy': _numel(policy)}
+    detail = f'{formula}, N = {batch} x ({video_tokens} + {text_tokens}) tokens, D = {D}, L = {L}'
+    if cpu_renderer:   # the render / encode stage runs before the student's forward: max, not sum
+        stage = PIXEL_STAGE_BYTES * pixels
+        detail += f'; or the render/encode stage {PIXEL_STAGE_BYTES} B x {pixels:,} px if larger'
+        activations = max(activations, stage)
+    items.append(MemoryItem('activations (one step)', activations, detail))
+    if cpu_renderer:
+        items.append(MemoryItem('CPU runtime working memory', CPU_RUNTIME_BYTES,
+                                'measured; configs with the torch renderer run on the CPU'))
+    counts = {name: _numel(module.parameters()) for name, module in
+              (('backbone', backbone), ('denoiser', denoiser),
+               ('reconstructor', getattr(model, 'reconstructor', None) or nn.Module()),
+               ('policy', policy_module or nn.Module()))}
+    counts['trained'] = trained_scalars
     workload = (f'{cfg.model.type} of {type(backbone).__name__}, batch {batch} x {frames} '
                 f'frames of {height} x {width} per device')
     return MemoryPlan(items, counts, sharding, workload)
