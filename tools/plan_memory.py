@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from mmengine.config import Config
 
-    from videoscene.engine.memory_plan import GiB, measure_peak, parse_bytes, plan_memory
+    from videoscene.engine.memory_plan import format_size, measure_peak, parse_bytes, plan_memory
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'Config file not found: {args.config}')
     if REPO_ROOT not in sys.path:
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             raise InputError('--measure', 'measures one process: use --world-size 1')
         measured = measure_peak(args.config, args.cfg_options, args.steps, args.batch)
         print(f'\nmeasured on this CPU ({args.steps} steps, batch {measured["batch"]}): peak '
-              f'{measured["peak"] / GiB:.3f} GiB, predicted {plan.total / GiB:.3f} GiB, '
+              f'{format_size(measured["peak"])}, predicted {format_size(plan.total)}, '
               f'predicted / measured {plan.total / measured["peak"]:.3f}')
 
 

@@ -20,10 +20,11 @@ Items, in bytes per device (``W`` = world size, ``s(x)`` = bytes per element):
       no checkpointing:  A = alpha x N x D x L x e
       checkpointing:     A = N x D x L x e  (block inputs)  +  alpha x N x D x e  (one block)
 
-  plus ``ACTIVATION_FLOOR`` of pixel-space work (render, VAE, reconstructor), which dominates only
-  toy models. ``alpha`` (elements kept per token x width x layer, backward temporaries
-  included) was measured once by :func:`measure_peak` on a CogVideoX step (see
-  ``ALPHA``); it is a property of the block architecture, so it transfers to other sizes.
+  ``alpha`` (elements kept per token x width x layer, backward temporaries included) is a
+  property of the block architecture, measured once (``ALPHA``).  With the CPU renderer the
+  no-gradient render / encode stage, which runs before the student's forward, replaces ``A``
+  when larger (``PIXEL_STAGE_BYTES`` per video pixel), and the process's runtime working memory
+  is an item of its own (``CPU_RUNTIME_BYTES``); both matter only for toy models.
 
 Sharding (``strategy`` in the config; none or DDP: everything replicated):
 
@@ -36,8 +37,15 @@ Sharding (``strategy`` in the config; none or DDP: everything replicated):
   enabled stores parameters in 16 bits with a float32 master copy of the trained ones in the
   optimizer states.
 
-Measured against :func:`measure_peak` (peak RSS increase of a few real steps on this CPU,
-float32, one process): see ``benchmarks/results/plan_memory.md``.
+Calibration (float32, one CPU process, :func:`measure_peak`: ``VmHWM`` increase over three real
+steps, the batch ready and the modules imported): ``CPU_RUNTIME_BYTES`` and ``PIXEL_STAGE_BYTES``
+from the tiny config with ``DepthUnprojection`` at batch 1 and 4 (76.8 and 158.5 MiB over the
+static tensors, the transformer's share < 1.5 MiB); ``ALPHA`` from the medium configuration at
+batch 2 (578.8 MiB over the static tensors). Checked with ``tools/plan_memory.py --measure``
+(predicted / measured): tiny config 0.98, medium 1.04, medium with checkpointing 1.08; figures
+in ``benchmarks/results/plan_memory.md``.  The render/encode stage and the runtime term are
+counted only for configs with the CPU renderer (``renderer=dict(type='torch')``): with gsplat
+and a tiled VAE on a GPU that stage is not modelled.
 """
 from __future__ import annotations
 
@@ -56,7 +64,7 @@ from torch import nn
 from videoscene.errors import InputError
 
 __all__ = ['MemoryItem', 'MemoryPlan', 'Sharding', 'build_on_meta', 'plan_memory',
-           'measure_peak', 'parse_bytes']
+           'measure_peak', 'parse_bytes', 'format_size']
 
 GiB = 2 ** 30
 # measured on this CPU (module docstring): elements kept per token x width x layer; bytes per
@@ -241,13 +249,14 @@ class MemoryPlan:
                  'parameters: ' + ', '.join(f'{name} {count:,}' for name, count in
                                             self.counts.items()),
                  '', f'{"per device":<{width}}  {"size":>10}  detail']
-        lines += [f'{item.name:<{width}}  {_size(item.bytes):>10}  {item.detail}'
+        lines += [f'{item.name:<{width}}  {format_size(item.bytes):>10}  {item.detail}'
                   for item in self.items]
-        lines += [f'{"total":<{width}}  {_size(self.total):>10}', '', self.verdict(capacity)]
+        lines += [f'{"total":<{width}}  {format_size(self.total):>10}', '', self.verdict(capacity)]
         return '\n'.join(lines)
 
 
-def _size(nbytes: float) -> str:
+def format_size(nbytes: float) -> str:
+    """``1.23 GiB`` / ``4.56 MiB`` / ``7.89 KiB`` / ``12 B``."""
     for unit, scale in (('GiB', GiB), ('MiB', 2 ** 20), ('KiB', 2 ** 10)):
         if nbytes >= scale:
             return f'{nbytes / scale:.2f} {unit}'
@@ -256,7 +265,7 @@ def _size(nbytes: float) -> str:
 
 def _bytes(tensors: Iterable[torch.Tensor], dtype: torch.dtype | None = None) -> int:
     return sum(t.numel() * (dtype.itemsize if dtype is not None and t.is_floating_point()
-                            else t.element_size()) for t in tensors)
+                            else t.elementformat_size()) for t in tensors)
 
 
 def _numel(tensors: Iterable[torch.Tensor]) -> int:
@@ -385,7 +394,7 @@ def plan_memory(cfg: Config, world_size: int = 1, batch: int | None = None,
         for name, role in (('teacher copy', model.teacher), ('EMA target copy', model.target)):
             tensors = _tensors(role)
             items.append(MemoryItem(name, _bytes(tensors) / copy_div,
-                                    f'buffers of the trained tensors' +
+                                    'buffers of the trained tensors' +
                                     (f' / {W}' if fsdp else '')))
     items.append(MemoryItem('student gradients', _bytes(trained, grad_dtype) / grads_div,
                             f'{trained_scalars:,} scalars' + (f' / {W}' if grads_div > 1 else '')))
