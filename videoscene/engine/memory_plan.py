@@ -265,7 +265,7 @@ def format_size(nbytes: float) -> str:
 
 def _bytes(tensors: Iterable[torch.Tensor], dtype: torch.dtype | None = None) -> int:
     return sum(t.numel() * (dtype.itemsize if dtype is not None and t.is_floating_point()
-                            else t.elementformat_size()) for t in tensors)
+                            else t.element_size()) for t in tensors)
 
 
 def _numel(tensors: Iterable[torch.Tensor]) -> int:
