@@ -9,15 +9,15 @@ from mmengine.config import Config
 
 from videoscene.backbones.tiny import save_tiny_cogvideox
 from videoscene.engine.memory_plan import GiB, plan_memory
+from videoscene.errors import InputError
 from videoscene.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = osp.join(REPO, 'configs/distillation/tiny_cogvideox_synthetic.py')
 RECIPE = osp.join(REPO, 'configs/distillation/cogvideox5b_re10k_8gpu_fsdp.py')
 ARCH = osp.join(REPO, 'configs/_base_/models/cogvideox5b_i2v')
-FSDP = dict(type='FSDP2Strategy', frozen_dtype='bfloat16',
-            mixed_precision=dict(param_dtype='bfloat16', reduce_dtype='float32'),
-            activation_checkpointing=True)
+FSDP = dict(type='FSDP2Strategy',
+            mixed_precision=dict(param_dtype='bfloat16', reduce_dtype='float32'))
 
 
 def _tool():
@@ -85,19 +85,23 @@ def test_items_are_the_built_models_bytes(tiny_cfg, built):
 
 
 def test_fsdp_divides_the_sharded_items(tiny_cfg, built):
-    single = plan_memory(tiny_cfg)
+    """The 8-GPU recipe's placement (LeapFlowDistillation.shard) with a bfloat16 backbone:
+    float32 masters, gradients, AdamW states and target, bfloat16 frozen weights and teacher."""
+    single = plan_memory(tiny_cfg)                       # float32, one device
     cfg = Config(tiny_cfg.to_dict())
     cfg.strategy = FSDP
+    cfg.merge_from_dict({'model.backbone.dtype': 'bfloat16', 'model.gradient_checkpointing': True})
     plan = plan_memory(cfg, world_size=4)
     groups = _groups(built)
-    for name in ('student trained weights', 'teacher copy', 'EMA target copy',
-                 'student gradients', 'optimizer states'):
+    for name in ('student trained weights', 'EMA target copy', 'student gradients',
+                 'optimizer states'):
         assert plan.item(name).bytes == single.item(name).bytes / 4, name
+    assert plan.item('teacher copy').bytes == single.item('teacher copy').bytes / 2 / 4
     bf16 = torch.bfloat16
     assert plan.item('frozen denoiser weights').bytes == _nbytes(groups['frozen_denoiser'], bf16) / 4
-    # replicated, stored in frozen_dtype
+    # replicated: the shell in the backbone's dtype, the reconstructor as built
     assert plan.item('frozen shell (VAE, encoders, prompt)').bytes == _nbytes(groups['shell'], bf16)
-    assert plan.item('reconstructor (frozen)').bytes == _nbytes(groups['reconstructor'], bf16)
+    assert plan.item('reconstructor (frozen)').bytes == _nbytes(groups['reconstructor'])
     assert plan.item('policy (weights, grads, optimizer)').bytes == \
         single.item('policy (weights, grads, optimizer)').bytes
     largest = max(sum(t.numel() for t in (*b.parameters(), *b.buffers()))
@@ -109,18 +113,22 @@ def test_fsdp_divides_the_sharded_items(tiny_cfg, built):
 def test_deepspeed_stages(tiny_cfg):
     single = plan_memory(tiny_cfg)
     plans = {}
-    for stage in (2, 3):
+    for stage in (1, 2):
         cfg = Config(tiny_cfg.to_dict())
-        cfg.strategy = dict(type='DeepSpeedStrategy', zero_optimization=dict(stage=stage))
+        cfg.strategy = dict(type='DeepSpeedStrategy', zero_optimization=dict(stage=stage),
+                            config=dict(torch_autocast=dict(enabled=True, dtype='bfloat16')))
         plans[stage] = plan_memory(cfg, world_size=2)
     for stage, plan in plans.items():
-        assert plan.item('student gradients').bytes == single.item('student gradients').bytes / 2
         assert plan.item('optimizer states').bytes == single.item('optimizer states').bytes / 2
-    assert plans[2].item('student trained weights').bytes == \
-        single.item('student trained weights').bytes
-    assert plans[3].item('student trained weights').bytes == \
-        single.item('student trained weights').bytes / 2
-    assert plans[3].item('teacher copy').bytes == single.item('teacher copy').bytes  # buffers
+        assert plan.item('student trained weights').bytes == \
+            single.item('student trained weights').bytes                  # weights stay whole
+    assert plans[1].item('student gradients').bytes == single.item('student gradients').bytes
+    assert plans[2].item('student gradients').bytes == single.item('student gradients').bytes / 2
+    assert 'L x 2,' in plans[2].item('activations (one step)').detail       # bfloat16 autocast
+    cfg = Config(tiny_cfg.to_dict())
+    cfg.strategy = dict(type='DeepSpeedStrategy', zero_optimization=dict(stage=3))
+    with pytest.raises(InputError, match='ZeRO-3 is refused'):
+        plan_memory(cfg, world_size=2)
 
 
 def test_verdict_flips_with_capacity(tiny_cfg):

@@ -28,14 +28,17 @@ Items, in bytes per device (``W`` = world size, ``s(x)`` = bytes per element):
 
 Sharding (``strategy`` in the config; none or DDP: everything replicated):
 
-* ``FSDP2Strategy``: denoiser weights (frozen and trained), gradients, optimizer states and the
-  teacher / target copies divided by ``W``; shell, reconstructor and policy replicated; frozen
-  tensors stored in ``frozen_dtype``, trained ones in float32; plus one all-gathered block (the
-  largest) in ``mixed_precision.param_dtype`` as a transient item;
-* ``DeepSpeedStrategy``: ZeRO stage 1 shards optimizer states, 2 also gradients, 3 also every
-  parameter (buffers, hence the teacher / target copies, stay whole); ``bf16`` / ``fp16``
-  enabled stores parameters in 16 bits with a float32 master copy of the trained ones in the
-  optimizer states.
+* ``FSDP2Strategy`` (``LeapFlowDistillation.shard``): denoiser weights (frozen and trained),
+  gradients, optimizer states and the teacher / target copies divided by ``W``; shell,
+  reconstructor and policy replicated; frozen tensors and the teacher copy in the backbone's
+  dtype; with ``mixed_precision.param_dtype`` the trained tensors, their gradients and the target
+  in float32 (master weights); plus one all-gathered block (the largest) in ``param_dtype`` as a
+  transient item;
+* ``DeepSpeedStrategy``: ZeRO stage 1 shards optimizer states, 2 also gradients (stage 3 is
+  refused by the strategy); ``bf16`` / ``fp16`` enabled stores parameters in 16 bits with a
+  float32 master copy of the trained ones in the optimizer states; ``config.torch_autocast``
+  keeps the weights as built and computes in its dtype.
+Activation checkpointing is the model's ``gradient_checkpointing``.
 
 Calibration (float32, one CPU process, :func:`measure_peak`: ``VmHWM`` increase over three real
 steps, the batch ready and the modules imported): ``CPU_RUNTIME_BYTES`` and ``PIXEL_STAGE_BYTES``
@@ -161,8 +164,8 @@ class Sharding:
     kind: str = 'replicated'                   # 'replicated' | 'fsdp' | 'zero'
     world_size: int = 1
     zero_stage: int = 0
-    frozen_dtype: torch.dtype | None = None    # storage of frozen tensors (None: as built)
-    param_dtype: torch.dtype | None = None     # 16-bit compute / storage dtype
+    param_dtype: torch.dtype | None = None     # 16-bit storage (ZeRO bf16/fp16), gather (FSDP2)
+    compute_dtype: torch.dtype | None = None   # autocast (ZeRO torch_autocast); None: as stored
     checkpointing: bool = False
     bucket_view: bool = False                  # DDP gradient_as_bucket_view
 
@@ -173,37 +176,37 @@ class Sharding:
             raise InputError('--world-size', f'must be at least 1, got {world_size}')
         strategy = dict(cfg.get('strategy') or {})
         model = cfg.model
-        checkpointing = bool(model.get('gradient_checkpointing') or
-                             strategy.get('activation_checkpointing'))
+        checkpointing = bool(model.get('gradient_checkpointing'))
         kind = strategy.get('type', 'DDPStrategy')
         wrapper = dict(cfg.get('model_wrapper_cfg') or {})
         if kind in ('DDPStrategy', 'SingleDeviceStrategy'):
             return cls('replicated', world_size, checkpointing=checkpointing,
                        bucket_view=bool(wrapper.get('gradient_as_bucket_view')))
         if kind == 'FSDP2Strategy':
-            precision = strategy.get('mixed_precision') or {}
-            frozen = strategy.get('frozen_dtype')
-            param = precision.get('param_dtype')
-            return cls('fsdp', world_size, frozen_dtype=resolve_dtype(frozen) if frozen else None,
-                       param_dtype=resolve_dtype(param) if param else None,
+            param = (strategy.get('mixed_precision') or {}).get('param_dtype')
+            return cls('fsdp', world_size, param_dtype=resolve_dtype(param) if param else None,
                        checkpointing=checkpointing)
         if kind == 'DeepSpeedStrategy':
             stage = int((strategy.get('zero_optimization') or {}).get('stage', 0))
-            if stage not in (0, 1, 2, 3):
-                raise InputError('strategy.zero_optimization.stage', f'expected 0-3, got {stage}')
+            if stage not in (0, 1, 2):
+                raise InputError('strategy.zero_optimization.stage', f'expected 0-2 (ZeRO-3 is '
+                                 f'refused by DeepSpeedStrategy), got {stage}')
             half = next((dtype for key, dtype in (('bf16', torch.bfloat16), ('fp16', torch.float16))
                          if (strategy.get(key) or {}).get('enabled')), None)
+            autocast = ((strategy.get('config') or {}).get('torch_autocast') or {})
+            compute = resolve_dtype(autocast.get('dtype', 'bfloat16')) \
+                if autocast.get('enabled') else None
             return cls('zero', world_size, zero_stage=stage, param_dtype=half,
-                       checkpointing=checkpointing)
+                       compute_dtype=compute, checkpointing=checkpointing)
         raise InputError('strategy.type', f"{kind!r} is not planned (known: DDPStrategy, "
                          'FSDP2Strategy, DeepSpeedStrategy)')
 
     def describe(self) -> str:
         if self.kind == 'fsdp':
-            what = f'FSDP2 (frozen {self.frozen_dtype or "as built"}, compute {self.param_dtype})'
+            what = f'FSDP2 (gathered in {self.param_dtype or "the stored dtype"})'
         elif self.kind == 'zero':
-            what = f'DeepSpeed ZeRO-{self.zero_stage}' + (f' {self.param_dtype}' if self.param_dtype
-                                                           else '')
+            dtype = self.param_dtype or self.compute_dtype
+            what = f'DeepSpeed ZeRO-{self.zero_stage}' + (f' {dtype}' if dtype else '')
         else:
             what = 'replicated (DDP)' if self.world_size > 1 else 'one device'
         return (f'{what}, world size {self.world_size}, activation checkpointing '
@@ -358,9 +361,9 @@ def plan_memory(cfg: Config, world_size: int = 1, batch: int | None = None,
     other = [t for t in _tensors(model) if id(t) not in known]
 
     # storage dtypes and divisors by placement
-    frozen_dtype = sharding.frozen_dtype
-    trained_dtype = torch.float32 if sharding.kind == 'fsdp' else None
-    zero3 = sharding.kind == 'zero' and sharding.zero_stage == 3
+    frozen_dtype = None
+    masters = sharding.kind == 'fsdp' and sharding.param_dtype is not None
+    trained_dtype = torch.float32 if masters else None
     if sharding.kind == 'zero' and sharding.param_dtype is not None:
         frozen_dtype = trained_dtype = sharding.param_dtype
     fsdp = sharding.kind == 'fsdp'
@@ -369,12 +372,7 @@ def plan_memory(cfg: Config, world_size: int = 1, batch: int | None = None,
     states_div = W if fsdp or (sharding.kind == 'zero' and sharding.zero_stage >= 1) else 1
 
     def params_only(tensors, dtype, divisor=1):
-        """Bytes of ``tensors``; under ZeRO-3 parameters (not buffers) are divided by W."""
-        if not zero3:
-            return _bytes(tensors, dtype) / divisor
-        parameters = {id(p) for p in model.parameters()}
-        return (_bytes([t for t in tensors if id(t) in parameters], dtype) / W
-                + _bytes([t for t in tensors if id(t) not in parameters], dtype))
+        return _bytes(tensors, dtype) / divisor
 
     trained_scalars = _numel(trained)
     trained_bytes = _bytes(trained, trained_dtype)
@@ -387,13 +385,14 @@ def plan_memory(cfg: Config, world_size: int = 1, batch: int | None = None,
         MemoryItem('reconstructor (frozen)', params_only(reconstructor, frozen_dtype),
                    f'{_numel(reconstructor):,} scalars, replicated'),
         MemoryItem('student trained weights', params_only(trained, trained_dtype, weights_div),
-                   f'{trained_scalars:,} scalars' + (f' / {W}' if fsdp or zero3 else '')),
+                   f'{trained_scalars:,} scalars' + (f' / {W}' if fsdp else '')),
     ]
     if distillation:
         copy_div = W if fsdp else 1
-        for name, role in (('teacher copy', model.teacher), ('EMA target copy', model.target)):
+        for name, role, dtype in (('teacher copy', model.teacher, None),
+                                  ('EMA target copy', model.target, trained_dtype)):
             tensors = _tensors(role)
-            items.append(MemoryItem(name, _bytes(tensors) / copy_div,
+            items.append(MemoryItem(name, _bytes(tensors, dtype) / copy_div,
                                     'buffers of the trained tensors' +
                                     (f' / {W}' if fsdp else '')))
     items.append(MemoryItem('student gradients', _bytes(trained, grad_dtype) / grads_div,
@@ -408,8 +407,9 @@ def plan_memory(cfg: Config, world_size: int = 1, batch: int | None = None,
         + (f' / {W}' if states_div > 1 else '')))
     policy_bytes = _bytes(policy)
     if policy_trained:
-        policy_states = _optimizer_states(optim.get('policy', {}).get('optimizer', {}),
-                                          'optim_wrapper.policy')
+        # one optimizer (optim_wrapper type=...): the policy is a group of the student's optimizer
+        policy_optimizer = optim.get('policy', {}).get('optimizer') or student_optim['optimizer']
+        policy_states = _optimizer_states(policy_optimizer, 'optim_wrapper.policy')
         policy_bytes += (1 + policy_states) * _bytes(policy_trained)
     items.append(MemoryItem('policy (weights, grads, optimizer)', policy_bytes,
                             f'{_numel(policy):,} scalars, replicated'))
@@ -441,8 +441,8 @@ def plan_memory(cfg: Config, world_size: int = 1, batch: int | None = None,
         type(denoiser).__name__ in JOINT_TEXT_DENOISERS else 0
     tokens = batch * (video_tokens + text_tokens)
     D, L = _block_width(blocks[0]), len(blocks)
-    if sharding.param_dtype is not None:
-        compute = sharding.param_dtype
+    if sharding.param_dtype is not None or sharding.compute_dtype is not None:
+        compute = sharding.param_dtype or sharding.compute_dtype
     elif amp:
         compute = resolve_dtype(student_optim.get('dtype', 'float16'))
     else:
