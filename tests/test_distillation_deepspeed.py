@@ -7,13 +7,12 @@ import shutil
 
 import pytest
 import torch
+from _distributed import global_batch, replay_draws, tiny_config, torchrun
 from mmengine.config import Config
 
-from test_distillation_fsdp import FREEZE, ITERS, REPO, torchrun
 from videoscene.backbones.tiny import save_tiny_cogvideox
 from videoscene.engine.checkpoint import checkpoint_problem
 from videoscene.engine.sharded_checkpoint import consolidate
-from videoscene.policies import Decision, GridPolicy
 from videoscene.registry import MODELS
 
 pytest.importorskip('deepspeed', reason="DeepSpeedStrategy's optional dependency "
@@ -25,19 +24,7 @@ STUDENT_LR, POLICY_LR, WEIGHT_DECAY, CLIP = 2e-4, 1e-3, 1e-4, 1.0
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp('deepspeed')
-    teacher = save_tiny_cogvideox(folder / 'teacher')
-    config = folder / 'deepspeed_config.py'
-    config.write_text(f"""_base_ = [{str(REPO / 'configs/distillation/tiny_cogvideox_synthetic.py')!r}]
-model = dict(backbone=dict(pretrained={str(teacher)!r},
-                           prompt_embedding={str(teacher / 'prompt_embeds.safetensors')!r}),
-             reconstructor=dict(_delete_=True, type='DepthUnprojection'),
-             reconstructor_checkpoint=None, policy=dict(channels=(8, 8, 8, 8), groups=4))
-train_dataloader = dict(batch_size=2, dataset=dict(num_scenes=4))
-param_scheduler = None
-train_cfg = dict(max_iters={ITERS})
-custom_hooks = [dict(type='IterationSeedHook'), dict(type='TargetEMAHook', decay=0.9),
-                dict(type='PolicyScheduleHook', train_iters={FREEZE})]
-default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=2), logger=dict(interval=1))
+    config = tiny_config(folder, save_tiny_cogvideox(folder / 'teacher'), f"""
 strategy = dict(type='DeepSpeedStrategy', zero_optimization=dict(stage=2),
                 gradient_clipping={CLIP})
 model_wrapper_cfg = None
@@ -47,8 +34,7 @@ optim_wrapper = dict(_delete_=True, constructor='DistillationOptimWrapperConstru
                                                  weight_decay={WEIGHT_DECAY})),
                      policy=dict(lr={POLICY_LR}, weight_decay=0.0))
 """)
-    log = torchrun(folder, config, folder / 'work')
-    ranks = [torch.load(folder / f'rank{r}.pt', weights_only=False) for r in (0, 1)]
+    ranks, log = torchrun(folder, config, folder / 'work')
     return folder, config, ranks, log
 
 
@@ -75,20 +61,9 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(run, monkeypatch
     policy = list(model.policy.parameters())
     optimizer = torch.optim.AdamW([dict(params=student, lr=STUDENT_LR, weight_decay=WEIGHT_DECAY),
                                    dict(params=policy, lr=POLICY_LR, weight_decay=0.0)])
-    replay = {}
-
-    def select(policy, latents):
-        distribution = policy.distribution(latents)
-        index = torch.searchsorted(policy.candidates, replay['t'])
-        return Decision(replay['t'], distribution.log_prob(index), distribution.entropy())
-
-    monkeypatch.setattr(GridPolicy, 'select', select)
-    monkeypatch.setattr(torch, 'randn_like', lambda tensor, *a, **k: replay['noise'])
+    replay = replay_draws(monkeypatch)
     for it in range(2):      # the first checkpoint: the policy trained in both iterations
-        batch = {part: {key: torch.cat([r['batches'][it][part][key] for r in ranks])
-                        for key in ranks[0]['batches'][it][part]} for part in ('context', 'target')}
-        replay['noise'] = torch.cat([r['noise'][it] for r in ranks])
-        replay['t'] = torch.cat([r['t'][it] for r in ranks])
+        batch, replay['noise'], replay['t'] = global_batch(ranks, it)
         losses, _ = model.losses(batch['context'], batch['target'])
         sum(losses.values()).backward()          # what MMDeepSpeedEngineWrapper steps on
         torch.nn.utils.clip_grad_norm_(student + policy, CLIP)
@@ -114,7 +89,7 @@ def test_the_policy_stops_moving_once_frozen(run):
 
 def test_resuming_continues_exactly(run, tmp_path):
     folder, config, _, _ = run
-    log = torchrun(tmp_path, config, tmp_path / 'work', str(folder / 'work' / 'iter_2.pth'))
+    _, log = torchrun(tmp_path, config, tmp_path / 'work', str(folder / 'work' / 'iter_2.pth'))
     assert 'resumed epoch: 0, iter: 2' in log
     first = consolidate(str(folder / 'work' / 'iter_4.pth'))['state_dict']
     resumed = consolidate(str(tmp_path / 'work' / 'iter_4.pth'))['state_dict']

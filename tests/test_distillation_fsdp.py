@@ -8,62 +8,32 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from _distributed import free_port
+from _distributed import (FREEZE, ITERS, REPO, free_port, global_batch, replay_draws, tiny_config,
+                          torchrun)
 from mmengine.config import Config
 from safetensors.torch import load_file
 
 from videoscene.backbones.tiny import save_tiny_cogvideox
 from videoscene.engine.checkpoint import checkpoint_problem, load_from_trusted_local
 from videoscene.engine.sharded_checkpoint import consolidate
-from videoscene.policies import Decision, GridPolicy
 from videoscene.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
-
-REPO = Path(__file__).resolve().parents[1]
-ITERS, FREEZE = 4, 2
-
-
-def torchrun(folder: Path, config: Path, work_dir: Path, *extra: str) -> str:
-    port = str(free_port())
-    env = dict(os.environ, MASTER_ADDR='127.0.0.1', MASTER_PORT=port, OMP_NUM_THREADS='1')
-    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc-per-node', '2',
-                             '--master-port', port, str(REPO / 'tests/_fsdp_distillation_worker.py'),
-                             str(config), str(folder), str(work_dir), *extra],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    return result.stdout + result.stderr
 
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp('fsdp')
-    teacher = save_tiny_cogvideox(folder / 'teacher')
-    config = folder / 'fsdp_config.py'
-    config.write_text(f"""_base_ = [{str(REPO / 'configs/distillation/tiny_cogvideox_synthetic.py')!r}]
-model = dict(backbone=dict(pretrained={str(teacher)!r},
-                           prompt_embedding={str(teacher / 'prompt_embeds.safetensors')!r}),
-             reconstructor=dict(_delete_=True, type='DepthUnprojection'),
-             reconstructor_checkpoint=None, policy=dict(channels=(8, 8, 8, 8), groups=4))
-train_dataloader = dict(batch_size=2, dataset=dict(num_scenes=4))
-param_scheduler = None
-train_cfg = dict(max_iters={ITERS})
-custom_hooks = [dict(type='IterationSeedHook'), dict(type='TargetEMAHook', decay=0.9),
-                dict(type='PolicyScheduleHook', train_iters={FREEZE})]
-default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=2), logger=dict(interval=1))
-strategy = dict(type='FSDP2Strategy')
-model_wrapper_cfg = None
-""")
-    log = torchrun(folder, config, folder / 'work')
-    ranks = [torch.load(folder / f'rank{r}.pt', weights_only=False) for r in (0, 1)]
+    config = tiny_config(folder, save_tiny_cogvideox(folder / 'teacher'),
+                         "strategy = dict(type='FSDP2Strategy')\nmodel_wrapper_cfg = None\n")
+    ranks, log = torchrun(folder, config, folder / 'work')
     return folder, config, ranks, log
 
 
 def test_the_denoiser_is_sharded_and_checkpoints_are_complete_folders(run):
     folder, _, ranks, log = run
-    sharded = ranks[0]['sharded']
+    sharded = ranks[0]['tensors']
     assert sharded['backbone.transformer.transformer_blocks.0.attn1.to_q.weight'][0] == 'DTensor'
     assert sharded['backbone.vae.encoder.conv_in.conv.weight'][0] == 'Parameter'  # the shell: whole
     assert sharded['target.transformer:transformer_blocks:0:attn1:to_q:weight'][0] == 'DTensor'
@@ -89,23 +59,11 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(run, monkeypatch
     optim = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
         type=cfg.optim_wrapper.constructor,
         optim_wrapper_cfg={k: v for k, v in cfg.optim_wrapper.items() if k != 'constructor'}))(model)
-    records = ranks
-    assert all(len(r['noise']) == ITERS for r in records)
-    assert not torch.equal(records[0]['noise'][0], records[1]['noise'][0])   # the batch was split
-    replay = {}
-
-    def select(policy, latents):
-        distribution = policy.distribution(latents)
-        index = torch.searchsorted(policy.candidates, replay['t'])
-        return Decision(replay['t'], distribution.log_prob(index), distribution.entropy())
-
-    monkeypatch.setattr(GridPolicy, 'select', select)
-    monkeypatch.setattr(torch, 'randn_like', lambda tensor, *a, **k: replay['noise'])
+    assert all(len(r['noise']) == ITERS for r in ranks)
+    assert not torch.equal(ranks[0]['noise'][0], ranks[1]['noise'][0])      # the batch was split
+    replay = replay_draws(monkeypatch)
     for it in range(ITERS):
-        batch = {part: {key: torch.cat([r['batches'][it][part][key] for r in records])
-                        for key in records[0]['batches'][it][part]} for part in ('context', 'target')}
-        replay['noise'] = torch.cat([r['noise'][it] for r in records])
-        replay['t'] = torch.cat([r['t'][it] for r in records])
+        batch, replay['noise'], replay['t'] = global_batch(ranks, it)
         model.policy_frozen = it >= FREEZE
         model.train_step(batch, optim)
         model.update_target(0.9)
@@ -133,7 +91,7 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(run, monkeypatch
 
 def test_resuming_a_sharded_checkpoint_continues_exactly(run, tmp_path):
     folder, config, _, _ = run
-    log = torchrun(tmp_path, config, tmp_path / 'work', str(folder / 'work' / 'iter_2.pth'))
+    _, log = torchrun(tmp_path, config, tmp_path / 'work', str(folder / 'work' / 'iter_2.pth'))
     assert 'resumed epoch: 0, iter: 2' in log
     first = consolidate(str(folder / 'work' / 'iter_4.pth'))['state_dict']
     resumed = consolidate(str(tmp_path / 'work' / 'iter_4.pth'))['state_dict']
@@ -151,8 +109,8 @@ model = dict(backbone=dict(dtype='bfloat16'), trainable='attention')
 train_cfg = dict(max_iters=2)
 strategy = dict(mixed_precision=dict(param_dtype='bfloat16', reduce_dtype='float32'))
 """)
-    log = torchrun(tmp_path, bf16, tmp_path / 'work')
-    sharded = torch.load(tmp_path / 'rank0.pt', weights_only=False)['sharded']
+    ranks, log = torchrun(tmp_path, bf16, tmp_path / 'work')
+    sharded = ranks[0]['tensors']
     block = 'transformer.transformer_blocks.0.'
     assert sharded[f'backbone.{block}attn1.to_q.weight'] == ('DTensor', torch.float32)
     assert sharded[f'backbone.{block}ff.net.0.proj.weight'] == ('DTensor', torch.bfloat16)

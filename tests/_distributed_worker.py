@@ -1,11 +1,10 @@
-"""One rank of the two-process strategy tests (run by torchrun from test_distillation_fsdp.py
-and test_distillation_deepspeed.py).
+"""One rank of the two-process training tests (run by ``torchrun`` from ``tests/_distributed.py``).
 
-Trains the test's config under ``VideoSceneFlexibleRunner`` with the config's strategy
-(``FSDP2Strategy`` or ``DeepSpeedStrategy``, on gloo), records what this rank drew (batches, leap
-noise, the policy's timesteps), the full weights the model had just before the strategy wrapped
-it and the type and dtype of every tensor after, so the test can replay the same global batch in
-one process.  ``resume``: continue from a checkpoint folder.
+Trains the config: under MMEngine's ``Runner`` (DDP through ``model_wrapper_cfg``) or, when it has
+a ``strategy`` (``FSDP2Strategy``, ``DeepSpeedStrategy``), its ``FlexibleRunner``; on gloo.
+Records what this rank drew (batches, leap noise, the policy's timesteps), the full weights before
+the model was wrapped, the type and dtype of every tensor after, and (DDP) the final weights.
+``resume``: continue from that checkpoint.
 """
 from __future__ import annotations
 
@@ -21,12 +20,18 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.runner.checkpoint import get_state_dict  # noqa: E402
 
 from videoscene.distillation import LeapFlowDistillation  # noqa: E402
-from videoscene.engine import DeepSpeedStrategy, FSDP2Strategy, VideoSceneFlexibleRunner  # noqa: E402
+from videoscene.engine import (DeepSpeedStrategy, FSDP2Strategy,  # noqa: E402
+                               VideoSceneFlexibleRunner, VideoSceneRunner)
 from videoscene.policies import GridPolicy  # noqa: E402
 
 
+def tensors(model) -> dict:
+    return {name: (type(t).__name__, t.dtype) for name, t in
+            list(model.named_parameters()) + list(model.named_buffers())}
+
+
 def main(config: str, out: str, work_dir: str, resume: str = '') -> None:
-    record = {'batches': [], 'noise': [], 't': [], 'initial': None, 'sharded': {}}
+    record = {'batches': [], 'noise': [], 't': []}
     losses, select, randn_like = LeapFlowDistillation.losses, GridPolicy.select, torch.randn_like
 
     def recording_losses(self, context, target):
@@ -48,8 +53,7 @@ def main(config: str, out: str, work_dir: str, resume: str = '') -> None:
         def wrapped(self, model):
             record['initial'] = {k: v.clone() for k, v in get_state_dict(model).items()}
             result = wrap(self, model)
-            record['sharded'] = {name: (type(t).__name__, t.dtype) for name, t in
-                                 list(model.named_parameters()) + list(model.named_buffers())}
+            record['tensors'] = tensors(model)
             return result
         return wrapped
 
@@ -64,10 +68,16 @@ def main(config: str, out: str, work_dir: str, resume: str = '') -> None:
     cfg.launcher = 'pytorch'
     if resume:
         cfg.resume, cfg.load_from = True, resume
-    runner = VideoSceneFlexibleRunner.from_cfg(cfg)
-    runner.train()
-    rank = dist.get_rank()
-    torch.save(record, Path(out) / f'rank{rank}.pt')
+    if cfg.get('strategy'):
+        VideoSceneFlexibleRunner.from_cfg(cfg).train()
+    else:
+        runner = VideoSceneRunner.from_cfg(cfg)     # starts the gloo process group on the CPU
+        model = runner.model.module
+        record['initial'] = {k: v.clone() for k, v in get_state_dict(model).items()}
+        runner.train()
+        record['final'] = get_state_dict(model)              # DDP prefixes dropped
+        record['wrapped'] = {name: type(child).__name__ for name, child in model.named_children()}
+    torch.save(record, Path(out) / f'rank{dist.get_rank()}.pt')
     dist.destroy_process_group()
 
 
