@@ -101,13 +101,14 @@ def test_resuming_a_sharded_checkpoint_continues_exactly(run, tmp_path):
 
 def test_bfloat16_backbone_keeps_float32_master_weights(run, tmp_path):
     """The recipe's precision: frozen weights and the teacher's copy in bfloat16, the trained
-    tensors and the EMA target in float32, weights gathered in bfloat16."""
+    tensors and the EMA target in float32, weights gathered in bfloat16; with a schedule."""
     folder, config, _, _ = run
     bf16 = tmp_path / 'bf16_config.py'
     bf16.write_text(f"""_base_ = [{str(config)!r}]
 model = dict(backbone=dict(dtype='bfloat16'), trainable='attention')
 train_cfg = dict(max_iters=2)
 strategy = dict(mixed_precision=dict(param_dtype='bfloat16', reduce_dtype='float32'))
+param_scheduler = [dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=2)]
 """)
     ranks, log = torchrun(tmp_path, bf16, tmp_path / 'work')
     sharded = ranks[0]['tensors']
@@ -118,6 +119,8 @@ strategy = dict(mixed_precision=dict(param_dtype='bfloat16', reduce_dtype='float
     key = block.replace('.', ':') + 'attn1:to_q:weight'
     assert sharded[f'teacher.{key}'] == ('DTensor', torch.bfloat16)
     assert sharded[f'target.{key}'] == ('DTensor', torch.float32)
+    # one schedule per optimizer (MMEngine's strategies built only the first one's)
+    assert re.findall(r'policy\.lr: ([\d.e+-]+)', log) == ['5.0000e-04', '1.0000e-03']
     losses = [float(v) for v in re.findall(r'loss_consistency: ([-\d.e]+)', log)]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
     final = consolidate(str(tmp_path / 'work' / 'iter_2.pth'))['state_dict']

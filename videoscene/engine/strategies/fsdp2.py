@@ -10,7 +10,9 @@ model and optimiser building, schedulers, logging) and only changes three things
   knows which of its parts train and which are frozen;
 * checkpoints: every rank writes its shards into one folder
   (:mod:`videoscene.engine.sharded_checkpoint`), renamed into place when complete;
-* on a machine without CUDA the process group is gloo (tests run two CPU processes).
+* on a machine without CUDA the process group is gloo (tests run two CPU processes);
+* parameter schedulers of several optimizers (student and policy) build (MMEngine 0.10.7's
+  strategies share one ``default_args`` dict between them and empty it on the first).
 
 Config::
 
@@ -86,6 +88,11 @@ class FSDP2Strategy(DDPStrategy):
         mesh = init_device_mesh(device, (self.world_size,))
         shard(mesh, self.mp_policy, self.reshard_after_forward)
         return model
+
+    def _build_param_scheduler(self, scheduler, optim_wrapper, default_args: dict):
+        # MMEngine 0.10.7 pops max_iters / max_epochs from the dict it shares between the
+        # optimizers of an OptimWrapperDict, so the second one's schedulers failed to build
+        return super()._build_param_scheduler(scheduler, optim_wrapper, dict(default_args))
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, filename: str, *, save_optimizer: bool = True,
