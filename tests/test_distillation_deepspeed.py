@@ -3,6 +3,7 @@ DeepSpeedStrategy: one optimizer steps the summed losses, the result equals a on
 the same global batch and optimizer arrangement, and resuming its checkpoint continues exactly."""
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -41,6 +42,7 @@ optim_wrapper = dict(_delete_=True, constructor='DistillationOptimWrapperConstru
 def test_checkpoints_are_deepspeed_folders_without_frozen_weights(run, tmp_path):
     folder, _, _, log = run
     assert 'policy is frozen from iteration 3' in log
+    assert re.search(r'loss_consistency: [\d.]+ +reward: -[\d.]+ .*leap_t: \d+', log)  # logged
     path = folder / 'work' / 'iter_4.pth'
     assert checkpoint_problem(str(path)) is None
     assert len(list(path.glob('zero_pp_rank_*_optim_states.pt'))) == 2    # ZeRO-2 partitions
