@@ -16,9 +16,10 @@ A backbone is a frozen shell (VAE, condition encoders, prompt embeddings) around
 :meth:`VideoBackbone.predict` can replace the trained tensors (:meth:`VideoBackbone.trained_tensors`)
 by another set, ``params``, while every frozen tensor is shared.  That is how one backbone plays
 the teacher, the student and the EMA target of distillation with the frozen weights held once.
-When the denoiser is sharded with torch's FSDP2 (:meth:`VideoBackbone.shard`), parameters are ``DTensor`` shards gathered by FSDP's hooks, which a
-``functional_call`` cannot replace: ``predict`` then copies the ``params`` shards into the
-parameters' local shards for the call and restores them after (one local shard set held in between).
+When the denoiser is sharded with torch's FSDP2 (:meth:`VideoBackbone.shard`), parameters are
+``DTensor`` shards gathered by FSDP's hooks, which a ``functional_call`` cannot replace:
+``predict`` then copies the ``params`` shards into the parameters' local shards for the call and
+restores them after (one local shard set held in between).
 
 Inputs are cast to the backbone's dtype at its boundary and every tensor it returns is float32,
 so scheduler arithmetic stays in full precision whatever the network runs in.

@@ -65,8 +65,8 @@ class DistillationOptimWrapperConstructor:
             groups = [dict(params=student)]
             if policy:
                 groups.append(dict(self.cfg['policy'], params=policy, name=POLICY_GROUP))
-            return OPTIM_WRAPPERS.build(dict(type=self.single,
-                                             optimizer=OPTIMIZERS.build(dict(optimizer, params=groups))))
+            optimizer = OPTIMIZERS.build(dict(optimizer, params=groups))
+            return OPTIM_WRAPPERS.build(dict(type=self.single, optimizer=optimizer))
         wrappers = {'student': self._build('student', student)}
         if policy:
             wrappers['policy'] = self._build('policy', policy)

@@ -24,7 +24,8 @@ class TrainedCopy(nn.Module):
     parameters are ``DTensor`` shards laid out like them.
     """
 
-    def __init__(self, tensors: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:
+    def __init__(self, tensors: Mapping[str, torch.Tensor],
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.names = list(tensors)
         for name, tensor in tensors.items():

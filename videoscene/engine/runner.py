@@ -1,5 +1,6 @@
 """The Runners used by ``tools/train.py`` and ``tools/test.py``: MMEngine's ``Runner``, and its
-``FlexibleRunner`` for configs with a ``strategy`` (FSDP2, DeepSpeed), with the same resume rules."""
+``FlexibleRunner`` for configs with a ``strategy`` (FSDP2, DeepSpeed); both with the same resume
+rules."""
 from __future__ import annotations
 
 import os.path as osp

@@ -118,7 +118,8 @@ def _index_keyed(tensors: Mapping, layout: Mapping) -> dict:
     return dict(state=state, param_groups=layout['param_groups'])
 
 
-def save_sharded(path: str, model: nn.Module, optim_wrapper=None, extra: dict | None = None) -> None:
+def save_sharded(path: str, model: nn.Module, optim_wrapper=None,
+                 extra: dict | None = None) -> None:
     """Write the folder ``path`` (collective: every rank calls it); see the module docstring."""
     state = {'state_dict': get_state_dict(model)}
     extra = dict(extra or {})
