@@ -6,9 +6,9 @@ The file has the layout ``tools/train.py`` writes without a strategy (full tenso
 states by index, as ``OptimWrapperDict`` saves them), so ``tools/infer.py``, ``tools/test.py`` and a
 one-process ``tools/train.py --resume FILE`` read it (a DeepSpeed folder gives the weights and
 ``meta`` only: its ZeRO-partitioned optimizer states stay in the folder).  ``--weights-only``: keep
-the model's tensors (``state_dict``) and ``meta`` only.  Runs in one process on the CPU; needs the memory of the
-trained tensors (+ their AdamW states unless ``--weights-only``).  The tools also read the folder
-itself (consolidating it in memory each time).
+the model's tensors (``state_dict``) and ``meta`` only.  Runs in one process on the CPU and needs
+the memory of the trained tensors (and of their AdamW states unless ``--weights-only``).  The tools
+also read the folder itself, consolidating it in memory each time.
 """
 from __future__ import annotations
 
