@@ -47,16 +47,18 @@ default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=2), logger=dict(
     return config
 
 
-def torchrun(out: Path, config: Path, work_dir: Path, resume: str = '') -> tuple[list[dict], str]:
-    """Train ``config`` on two processes; returns each rank's record and the log."""
+def torchrun(out: Path, config: Path, work_dir: Path, resume: str = '',
+             processes: int = 2) -> tuple[list[dict], str]:
+    """Train ``config`` on ``processes`` processes; returns each rank's record and the log."""
     port = str(free_port())
     env = dict(os.environ, MASTER_ADDR='127.0.0.1', MASTER_PORT=port, OMP_NUM_THREADS='1')
-    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc-per-node', '2',
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run',
+                             '--nproc-per-node', str(processes),
                              '--master-port', port, str(REPO / 'tests/_distributed_worker.py'),
                              str(config), str(out), str(work_dir), resume],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    ranks = [torch.load(out / f'rank{r}.pt', weights_only=False) for r in (0, 1)]
+    ranks = [torch.load(out / f'rank{r}.pt', weights_only=False) for r in range(processes)]
     return ranks, result.stdout + result.stderr
 
 

@@ -3,7 +3,7 @@
 Trains the config: under MMEngine's ``Runner`` (DDP through ``model_wrapper_cfg``) or, when it has
 a ``strategy`` (``FSDP2Strategy``, ``DeepSpeedStrategy``), its ``FlexibleRunner``; on gloo.
 Records what this rank drew (batches, leap noise, the policy's timesteps), the full weights before
-the model was wrapped, the type and dtype of every tensor after, and (DDP) the final weights.
+the model was wrapped, the type and dtype of every tensor after, and the final (full) weights.
 ``resume``: continue from that checkpoint.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -69,7 +70,11 @@ def main(config: str, out: str, work_dir: str, resume: str = '') -> None:
     if resume:
         cfg.resume, cfg.load_from = True, resume
     if cfg.get('strategy'):
-        VideoSceneFlexibleRunner.from_cfg(cfg).train()
+        runner = VideoSceneFlexibleRunner.from_cfg(cfg)
+        runner.train()
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        record['final'] = {key: value.full_tensor() if isinstance(value, DTensor) else value
+                           for key, value in get_state_dict(model).items()}
     else:
         runner = VideoSceneRunner.from_cfg(cfg)     # starts the gloo process group on the CPU
         model = runner.model.module

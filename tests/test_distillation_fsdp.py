@@ -99,6 +99,22 @@ def test_resuming_a_sharded_checkpoint_continues_exactly(run, tmp_path):
         assert torch.equal(first[key], resumed[key]), key
 
 
+def test_a_two_process_checkpoint_loads_into_one_process(run, tmp_path):
+    """DCP re-shards on load: one process resumes the two processes' checkpoint with its exact
+    weights (the resumed run stops at once: max_iters is the checkpoint's iteration)."""
+    folder, config, _, _ = run
+    stop = tmp_path / 'stop_at_2.py'
+    stop.write_text(f"_base_ = [{str(config)!r}]\ntrain_cfg = dict(max_iters=2)\n")
+    ranks, log = torchrun(tmp_path, stop, tmp_path / 'work', str(folder / 'work' / 'iter_2.pth'),
+                          processes=1)
+    assert 'resumed epoch: 0, iter: 2' in log
+    saved = consolidate(str(folder / 'work' / 'iter_2.pth'))['state_dict']
+    loaded = ranks[0]['final']
+    assert saved.keys() == loaded.keys()
+    for key in saved:
+        assert torch.equal(saved[key], loaded[key]), key
+
+
 def test_bfloat16_backbone_keeps_float32_master_weights(run, tmp_path):
     """The recipe's precision: frozen weights and the teacher's copy in bfloat16, the trained
     tensors and the EMA target in float32, weights gathered in bfloat16; with a schedule."""
