@@ -62,6 +62,18 @@ def torchrun(out: Path, config: Path, work_dir: Path, resume: str = '',
     return ranks, result.stdout + result.stderr
 
 
+def assert_resumes_exactly(run_folder: Path, config: Path, out: Path) -> None:
+    """Resuming ``run_folder/work/iter_2.pth`` in a new run ends with ``iter_4``'s weights."""
+    from videoscene.engine.sharded_checkpoint import consolidate
+    _, log = torchrun(out, config, out / 'work', str(run_folder / 'work' / 'iter_2.pth'))
+    assert 'resumed epoch: 0, iter: 2' in log
+    first = consolidate(str(run_folder / 'work' / 'iter_4.pth'))['state_dict']
+    resumed = consolidate(str(out / 'work' / 'iter_4.pth'))['state_dict']
+    assert first.keys() == resumed.keys()
+    for key in first:
+        assert torch.equal(first[key], resumed[key]), key
+
+
 def global_batch(ranks: list[dict], iteration: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """The ranks' batches, leap noise and timesteps of ``iteration``, concatenated."""
     batch = {part: {key: torch.cat([r['batches'][iteration][part][key] for r in ranks])

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from _distributed import global_batch, replay_draws, tiny_config, torchrun
+from _distributed import assert_resumes_exactly, global_batch, replay_draws, tiny_config, torchrun
 from mmengine.config import Config
 
 from videoscene.backbones.tiny import save_tiny_cogvideox
@@ -91,12 +91,7 @@ def test_the_policy_stops_moving_once_frozen(run):
 
 def test_resuming_continues_exactly(run, tmp_path):
     folder, config, _, _ = run
-    _, log = torchrun(tmp_path, config, tmp_path / 'work', str(folder / 'work' / 'iter_2.pth'))
-    assert 'resumed epoch: 0, iter: 2' in log
-    first = consolidate(str(folder / 'work' / 'iter_4.pth'))['state_dict']
-    resumed = consolidate(str(tmp_path / 'work' / 'iter_4.pth'))['state_dict']
-    for key in first:
-        assert torch.equal(first[key], resumed[key]), key
+    assert_resumes_exactly(folder, config, tmp_path)
 
 
 def test_zero3_is_refused_with_the_reason():

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 import torch
-from _distributed import (FREEZE, ITERS, REPO, free_port, global_batch, replay_draws, tiny_config,
-                          torchrun)
+from _distributed import (FREEZE, ITERS, REPO, assert_resumes_exactly, free_port, global_batch,
+                          replay_draws, tiny_config, torchrun)
 from mmengine.config import Config
 from safetensors.torch import load_file
 
@@ -91,12 +91,7 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(run, monkeypatch
 
 def test_resuming_a_sharded_checkpoint_continues_exactly(run, tmp_path):
     folder, config, _, _ = run
-    _, log = torchrun(tmp_path, config, tmp_path / 'work', str(folder / 'work' / 'iter_2.pth'))
-    assert 'resumed epoch: 0, iter: 2' in log
-    first = consolidate(str(folder / 'work' / 'iter_4.pth'))['state_dict']
-    resumed = consolidate(str(tmp_path / 'work' / 'iter_4.pth'))['state_dict']
-    for key in first:
-        assert torch.equal(first[key], resumed[key]), key
+    assert_resumes_exactly(folder, config, tmp_path)
 
 
 def test_a_two_process_checkpoint_loads_into_one_process(run, tmp_path):
