@@ -62,6 +62,15 @@ def torchrun(out: Path, config: Path, work_dir: Path, resume: str = '',
     return ranks, result.stdout + result.stderr
 
 
+def train_tiny(folder: Path, extra: str = '') -> tuple[Path, list[dict], str]:
+    """A tiny teacher in ``folder``, :func:`tiny_config` with ``extra``, trained on two processes
+    into ``folder/work``: ``(config, ranks' records, log)``."""
+    from videoscene.backbones.tiny import save_tiny_cogvideox
+    config = tiny_config(folder, save_tiny_cogvideox(folder / 'teacher'), extra)
+    ranks, log = torchrun(folder, config, folder / 'work')
+    return config, ranks, log
+
+
 def assert_resumes_exactly(run_folder: Path, config: Path, out: Path) -> None:
     """Resuming ``run_folder/work/iter_2.pth`` in a new run ends with ``iter_4``'s weights."""
     from videoscene.engine.sharded_checkpoint import consolidate
@@ -81,6 +90,42 @@ def global_batch(ranks: list[dict], iteration: int) -> tuple[dict, torch.Tensor,
              for part in ('context', 'target')}
     return (batch, torch.cat([r['noise'][iteration] for r in ranks]),
             torch.cat([r['t'][iteration] for r in ranks]))
+
+
+def replay_train_steps(config: Path, ranks: list[dict], monkeypatch):
+    """The config's model from the ranks' initial weights after ITERS ``train_step`` calls on the
+    global batches with the ranks' draws (the policy frozen after FREEZE), its two optimizers as
+    the config builds them, and the EMA update of ``TargetEMAHook(decay=0.9)``."""
+    from mmengine.config import Config
+
+    from videoscene.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+    cfg = Config.fromfile(config)
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(ranks[0]['initial'])
+    optim = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type=cfg.optim_wrapper.constructor,
+        optim_wrapper_cfg={k: v for k, v in cfg.optim_wrapper.items() if k != 'constructor'}))(model)
+    assert all(len(r['noise']) == ITERS for r in ranks)
+    replay = replay_draws(monkeypatch)
+    for it in range(ITERS):
+        batch, replay['noise'], replay['t'] = global_batch(ranks, it)
+        model.policy_frozen = it >= FREEZE
+        model.train_step(batch, optim)
+        model.update_target(0.9)
+    return model, optim
+
+
+def assert_equal_to_replay(replayed: dict, trained: dict) -> None:
+    """The replayed state dict equals the distributed run's, key by key.
+
+    Summation order differs between the all-reduce / reduce-scatter and one batch (float32 noise
+    ~1e-7 in the gradients). Adam's update ~ lr * g / sqrt(v) magnifies it where a gradient is near
+    zero, as many of the small policy's are: its tolerance is 1/10 of one lr step (1e-3).
+    """
+    assert replayed.keys() == trained.keys()
+    for key, value in replayed.items():
+        atol = 1e-4 if key.startswith('policy.') else 1e-5
+        torch.testing.assert_close(value, trained[key], atol=atol, rtol=1e-4, msg=key)
 
 
 def replay_draws(monkeypatch) -> dict:

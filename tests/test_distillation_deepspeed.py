@@ -8,10 +8,9 @@ import shutil
 
 import pytest
 import torch
-from _distributed import assert_resumes_exactly, global_batch, replay_draws, tiny_config, torchrun
+from _distributed import assert_resumes_exactly, global_batch, replay_draws, train_tiny
 from mmengine.config import Config
 
-from videoscene.backbones.tiny import save_tiny_cogvideox
 from videoscene.engine.checkpoint import checkpoint_problem
 from videoscene.engine.sharded_checkpoint import consolidate
 from videoscene.registry import MODELS
@@ -25,7 +24,7 @@ STUDENT_LR, POLICY_LR, WEIGHT_DECAY, CLIP = 2e-4, 1e-3, 1e-4, 1.0
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp('deepspeed')
-    config = tiny_config(folder, save_tiny_cogvideox(folder / 'teacher'), f"""
+    config, ranks, log = train_tiny(folder, f"""
 strategy = dict(type='DeepSpeedStrategy', zero_optimization=dict(stage=2),
                 gradient_clipping={CLIP})
 model_wrapper_cfg = None
@@ -35,7 +34,6 @@ optim_wrapper = dict(_delete_=True, constructor='DistillationOptimWrapperConstru
                                                  weight_decay={WEIGHT_DECAY})),
                      policy=dict(lr={POLICY_LR}, weight_decay=0.0))
 """)
-    ranks, log = torchrun(folder, config, folder / 'work')
     return folder, config, ranks, log
 
 

@@ -11,23 +11,20 @@ import sys
 
 import pytest
 import torch
-from _distributed import (FREEZE, ITERS, REPO, assert_resumes_exactly, free_port, global_batch,
-                          replay_draws, tiny_config, torchrun)
-from mmengine.config import Config
+from _distributed import (ITERS, REPO, assert_equal_to_replay, assert_resumes_exactly, free_port,
+                          replay_train_steps, torchrun, train_tiny)
 from safetensors.torch import load_file
 
 from videoscene.backbones.tiny import save_tiny_cogvideox
 from videoscene.engine.checkpoint import checkpoint_problem, load_from_trusted_local
 from videoscene.engine.sharded_checkpoint import consolidate
-from videoscene.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp('fsdp')
-    config = tiny_config(folder, save_tiny_cogvideox(folder / 'teacher'),
-                         "strategy = dict(type='FSDP2Strategy')\nmodel_wrapper_cfg = None\n")
-    ranks, log = torchrun(folder, config, folder / 'work')
+    config, ranks, log = train_tiny(
+        folder, "strategy = dict(type='FSDP2Strategy')\nmodel_wrapper_cfg = None\n")
     return folder, config, ranks, log
 
 
@@ -51,29 +48,11 @@ def test_the_denoiser_is_sharded_and_checkpoints_are_complete_folders(run):
 
 def test_two_ranks_equal_one_process_with_the_same_global_batch(run, monkeypatch):
     folder, config, ranks, _ = run
-    cfg = Config.fromfile(config)
     final = consolidate(str(folder / 'work' / 'iter_4.pth'))
     assert final['meta']['iter'] == ITERS
-    model = MODELS.build(cfg.model)
-    model.load_state_dict(ranks[0]['initial'])
-    optim = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
-        type=cfg.optim_wrapper.constructor,
-        optim_wrapper_cfg={k: v for k, v in cfg.optim_wrapper.items() if k != 'constructor'}))(model)
-    assert all(len(r['noise']) == ITERS for r in ranks)
     assert not torch.equal(ranks[0]['noise'][0], ranks[1]['noise'][0])      # the batch was split
-    replay = replay_draws(monkeypatch)
-    for it in range(ITERS):
-        batch, replay['noise'], replay['t'] = global_batch(ranks, it)
-        model.policy_frozen = it >= FREEZE
-        model.train_step(batch, optim)
-        model.update_target(0.9)
-    state = model.state_dict()
-    assert state.keys() == final['state_dict'].keys()
-    for key, value in state.items():
-        # summation order differs between the reduce-scatter / all-reduce and one batch (see
-        # test_distillation_ddp.py for the policy's tolerance)
-        atol = 1e-4 if key.startswith('policy.') else 1e-5
-        torch.testing.assert_close(value, final['state_dict'][key], atol=atol, rtol=1e-4, msg=key)
+    model, optim = replay_train_steps(config, ranks, monkeypatch)
+    assert_equal_to_replay(model.state_dict(), final['state_dict'])
     initial = ranks[0]['initial']
     moved = {k.split('.')[0] for k in final['state_dict']
              if not torch.equal(final['state_dict'][k], initial[k])}

@@ -19,10 +19,9 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-from videoscene.backbones.base import resolve_dtype
-from videoscene.backbones.loading import require_folder
+from videoscene.backbones.prompt_encoding import (add_prompt_arguments, encode_text,
+                                                  parse_prompt_arguments, write_prompt_embedding)
 from videoscene.engine.cli import run_tool
 
 __all__ = ['clean_prompt', 'encode_prompt']
@@ -40,19 +39,9 @@ def encode_prompt(prompt: str, text_encoder: str | Path, tokenizer: str | Path,
                   max_length: int = 512, device: str = 'cpu',
                   dtype: str | torch.dtype = 'float32') -> torch.Tensor:
     """UMT5 embedding ``[1, max_length, d_model]`` (float32) of ``prompt``, zero after its tokens."""
-    from transformers import AutoTokenizer, UMT5EncoderModel
-
-    require_folder(text_encoder, '.', ('config.json',), 'UMT5 text encoder')
-    require_folder(tokenizer, '.', (), 'UMT5 tokenizer', weights=False)
-    tokens = AutoTokenizer.from_pretrained(tokenizer)(
-        clean_prompt(prompt), padding='max_length', max_length=max_length, truncation=True,
-        add_special_tokens=True, return_attention_mask=True, return_tensors='pt')
-    encoder = UMT5EncoderModel.from_pretrained(text_encoder, dtype=resolve_dtype(dtype))
-    encoder = encoder.to(device).eval()
-    with torch.no_grad():
-        hidden = encoder(tokens.input_ids.to(device), tokens.attention_mask.to(device)).last_hidden_state
-    length = int(tokens.attention_mask.sum())
-    hidden = hidden.float().cpu()
+    from transformers import UMT5EncoderModel
+    hidden, length = encode_text(clean_prompt(prompt), text_encoder, tokenizer, UMT5EncoderModel,
+                                 'UMT5', max_length, device, dtype, attention_mask=True)
     hidden[:, length:] = 0
     return hidden
 
@@ -63,24 +52,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--model', help='a local diffusers Wan folder (text_encoder/, tokenizer/)')
     parser.add_argument('--text-encoder', help='UMT5 encoder folder (default: MODEL/text_encoder)')
     parser.add_argument('--tokenizer', help='tokenizer folder (default: MODEL/tokenizer)')
-    parser.add_argument('--prompt', required=True)
-    parser.add_argument('--out', required=True, help='output .safetensors file')
-    parser.add_argument('--max-length', type=int, default=512,
-                        help="tokens (the transformer's text length; 512 for Wan 2.1)")
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--dtype', default='float32', help='dtype UMT5 runs in')
-    args = parser.parse_args(argv)
-    if not args.out.endswith('.safetensors'):
-        parser.error(f'--out must end with .safetensors, got {args.out}')
+    add_prompt_arguments(parser, 'UMT5', 512,
+                         "tokens (the transformer's text length; 512 for Wan 2.1)")
+    args = parse_prompt_arguments(parser, argv)
     if args.model is None and (args.text_encoder is None or args.tokenizer is None):
         parser.error('give --model, or both --text-encoder and --tokenizer')
     text_encoder = args.text_encoder or Path(args.model) / 'text_encoder'
     tokenizer = args.tokenizer or Path(args.model) / 'tokenizer'
     embedding = encode_prompt(args.prompt, text_encoder, tokenizer, args.max_length, args.device,
                               args.dtype)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save_file({'prompt_embeds': embedding.contiguous()}, args.out, metadata={'prompt': args.prompt})
-    print(f'wrote prompt embedding {tuple(embedding.shape)} to {args.out}')
+    write_prompt_embedding(args.out, embedding, args.prompt)
 
 
 if __name__ == '__main__':
